@@ -1,0 +1,364 @@
+//! The one streaming pass over an upload: FastCDC 2020 cut points, BLAKE3 and CRC32 of every
+//! chunk, and SHA-1 and BLAKE3 of the whole.
+//!
+//! Memory stays bounded whatever the upload's size: bytes flow through a small pool of blocks
+//! (`BLOCK` fresh bytes plus the carried-over tail of an unfinished chunk). On uploads larger than
+//! one block, the whole-file SHA-1 (the most expensive hash, ~1.8 GB/s with SHA-NI) runs on a
+//! second thread, overlapping with the chunker and the per-chunk hashes on the caller's thread.
+
+use std::io::Read;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use sha1::Digest;
+
+use crate::error::{Error, Result};
+
+/// Fresh bytes read into each block.
+const BLOCK: usize = 1 << 20;
+/// Blocks in flight between the chunker and the SHA-1 thread (bounds memory).
+const POOL: usize = 3;
+
+/// Content-defined chunking parameters, fixed per store (recorded in its `FORMAT` file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChunkingParams {
+    /// Smallest chunk, bytes.
+    pub min: u32,
+    /// Average chunk, bytes (a power of two).
+    pub avg: u32,
+    /// Largest chunk, bytes.
+    pub max: u32,
+}
+
+impl Default for ChunkingParams {
+    fn default() -> Self {
+        ChunkingParams {
+            min: 4 << 10,
+            avg: 16 << 10,
+            max: 64 << 10,
+        }
+    }
+}
+
+impl ChunkingParams {
+    /// Checks the parameters against the FastCDC 2020 limits.
+    pub fn validate(&self) -> Result<()> {
+        use fastcdc::v2020::{
+            AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
+        };
+        let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&self.min)
+            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&self.avg)
+            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&self.max)
+            && self.avg.is_power_of_two()
+            && self.min <= self.avg
+            && self.avg <= self.max;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "chunking",
+                format!(
+                    "{self:?}: need min <= avg <= max within FastCDC's limits, avg a power of two"
+                ),
+            ))
+        }
+    }
+}
+
+/// One chunk as the ingest pass saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkMeta {
+    /// BLAKE3 of the chunk: its identity.
+    pub blake3: [u8; 32],
+    /// CRC32 of the chunk.
+    pub crc32: u32,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// The result of an ingest pass.
+#[derive(Clone, Debug)]
+pub struct Ingested {
+    /// BLAKE3 of the whole content: its identity.
+    pub blake3: [u8; 32],
+    /// SHA-1 of the whole content: the public checksum.
+    pub sha1: [u8; 20],
+    /// Size in bytes.
+    pub size: u64,
+    /// The chunks, in order.
+    pub chunks: Vec<ChunkMeta>,
+}
+
+struct Cutter {
+    p: ChunkingParams,
+    mask_s: u64,
+    mask_l: u64,
+}
+
+impl Cutter {
+    fn new(p: ChunkingParams) -> Cutter {
+        // Normalization level 1, as `fastcdc::v2020::FastCDC::new` uses.
+        let bits = fastcdc::v2020::logarithm2(p.avg);
+        Cutter {
+            p,
+            mask_s: fastcdc::v2020::MASKS[(bits + 1) as usize],
+            mask_l: fastcdc::v2020::MASKS[(bits - 1) as usize],
+        }
+    }
+
+    /// Length of the next chunk at the start of `data`.
+    fn cut(&self, data: &[u8]) -> usize {
+        let (_, len) = fastcdc::v2020::cut(
+            data,
+            self.p.min as usize,
+            self.p.avg as usize,
+            self.p.max as usize,
+            self.mask_s,
+            self.mask_l,
+            self.mask_s << 1,
+            self.mask_l << 1,
+        );
+        len
+    }
+}
+
+fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::Source(e)),
+        }
+    }
+    Ok(n)
+}
+
+/// Streams `reader` once, calling `on_chunk` for every chunk in order, and returns the hashes.
+/// Fails with [`Error::TooLarge`] as soon as more than `limit` bytes arrive.
+pub fn ingest(
+    reader: &mut dyn Read,
+    params: ChunkingParams,
+    limit: u64,
+    on_chunk: &mut dyn FnMut(&[u8], &ChunkMeta) -> Result<()>,
+) -> Result<Ingested> {
+    let cutter = Cutter::new(params);
+    let cap = BLOCK + params.max as usize;
+    let mut first = vec![0u8; cap];
+    let n = read_full(reader, &mut first[..BLOCK])?;
+    if n < BLOCK {
+        // The whole upload fits one block: no thread, everything inline.
+        check_limit(n as u64, limit)?;
+        let mut state = Pass::new(cutter);
+        let sha1: [u8; 20] = sha1::Sha1::digest(&first[..n]).into();
+        state.chunk_all(&first[..n], true, on_chunk)?;
+        return Ok(state.finish(sha1));
+    }
+    std::thread::scope(|scope| {
+        let (to_hasher, hasher_rx) = mpsc::sync_channel::<(Arc<Vec<u8>>, usize, usize)>(POOL);
+        let (free_tx, free_rx) = mpsc::channel::<Arc<Vec<u8>>>();
+        let hasher = scope.spawn(move || {
+            let mut h = sha1::Sha1::new();
+            for (block, start, end) in hasher_rx {
+                h.update(&block[start..end]);
+                // The pool may be gone when the chunker stopped early; that is fine.
+                let _ = free_tx.send(block);
+            }
+            <[u8; 20]>::from(h.finalize())
+        });
+        let result = (|| {
+            let mut state = Pass::new(cutter);
+            let mut pool_left = POOL - 1;
+            let mut block = Arc::new(first);
+            let mut carry = 0usize; // bytes at the block's start carried over from the last one
+            let mut filled = n;
+            let mut total = n as u64;
+            loop {
+                check_limit(total, limit)?;
+                let eof = filled - carry < BLOCK;
+                to_hasher
+                    .send((block.clone(), carry, filled))
+                    .map_err(|_| Error::Source(std::io::Error::other("hashing thread stopped")))?;
+                let consumed = state.chunk_all(&block[..filled], eof, on_chunk)?;
+                if eof {
+                    break;
+                }
+                let mut next = if pool_left > 0 {
+                    pool_left -= 1;
+                    Arc::new(vec![0u8; cap])
+                } else {
+                    free_rx.recv().map_err(|_| {
+                        Error::Source(std::io::Error::other("hashing thread stopped"))
+                    })?
+                };
+                // The hasher returned this block, and the chunker dropped its clone two blocks
+                // ago, so it is unshared; allocate if that ever does not hold.
+                let buf = match Arc::get_mut(&mut next) {
+                    Some(b) => b,
+                    None => {
+                        next = Arc::new(vec![0u8; cap]);
+                        Arc::get_mut(&mut next).expect("fresh Arc is unique")
+                    }
+                };
+                carry = filled - consumed;
+                buf[..carry].copy_from_slice(&block[consumed..filled]);
+                let got = read_full(reader, &mut buf[carry..carry + BLOCK])?;
+                filled = carry + got;
+                total += got as u64;
+                block = next;
+            }
+            Ok(state)
+        })();
+        drop(to_hasher);
+        let sha1 = hasher
+            .join()
+            .map_err(|_| Error::Source(std::io::Error::other("hashing thread panicked")))?;
+        result.map(|state| state.finish(sha1))
+    })
+}
+
+fn check_limit(total: u64, limit: u64) -> Result<()> {
+    if total > limit {
+        Err(Error::TooLarge { limit })
+    } else {
+        Ok(())
+    }
+}
+
+struct Pass {
+    cutter: Cutter,
+    whole: blake3::Hasher,
+    size: u64,
+    chunks: Vec<ChunkMeta>,
+}
+
+impl Pass {
+    fn new(cutter: Cutter) -> Pass {
+        Pass {
+            cutter,
+            whole: blake3::Hasher::new(),
+            size: 0,
+            chunks: Vec::new(),
+        }
+    }
+
+    /// Cuts and hashes chunks from `data`; without `eof`, stops before a chunk that might still
+    /// grow. Returns how many bytes were consumed.
+    fn chunk_all(
+        &mut self,
+        data: &[u8],
+        eof: bool,
+        on_chunk: &mut dyn FnMut(&[u8], &ChunkMeta) -> Result<()>,
+    ) -> Result<usize> {
+        let mut pos = 0;
+        while pos < data.len() {
+            let rest = &data[pos..];
+            if !eof && rest.len() < self.cutter.p.max as usize {
+                break;
+            }
+            let len = self.cutter.cut(rest);
+            let chunk = &rest[..len];
+            let meta = ChunkMeta {
+                blake3: *blake3::hash(chunk).as_bytes(),
+                crc32: crc32fast::hash(chunk),
+                len: len as u32,
+            };
+            self.whole.update(chunk);
+            self.size += len as u64;
+            on_chunk(chunk, &meta)?;
+            self.chunks.push(meta);
+            pos += len;
+        }
+        Ok(pos)
+    }
+
+    fn finish(self, sha1: [u8; 20]) -> Ingested {
+        Ingested {
+            blake3: *self.whole.finalize().as_bytes(),
+            sha1,
+            size: self.size,
+            chunks: self.chunks,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn run(data: &[u8]) -> (Ingested, Vec<Vec<u8>>) {
+        let mut seen = Vec::new();
+        let got = ingest(
+            &mut &data[..],
+            ChunkingParams::default(),
+            u64::MAX,
+            &mut |c, m| {
+                assert_eq!(blake3::hash(c).as_bytes(), &m.blake3);
+                seen.push(c.to_vec());
+                Ok(())
+            },
+        )
+        .unwrap();
+        (got, seen)
+    }
+
+    #[test]
+    fn hashes_and_chunks_match_a_one_shot_computation() {
+        for size in [
+            0,
+            1,
+            4095,
+            70_000,
+            BLOCK - 1,
+            BLOCK,
+            BLOCK + 1,
+            3 * BLOCK + 12345,
+        ] {
+            let data = pseudo_random(size, size as u64 + 7);
+            let (got, seen) = run(&data);
+            assert_eq!(got.size, size as u64);
+            assert_eq!(got.sha1, <[u8; 20]>::from(sha1::Sha1::digest(&data)));
+            assert_eq!(&got.blake3, blake3::hash(&data).as_bytes());
+            assert_eq!(
+                seen.concat(),
+                data,
+                "chunks reassemble the input, size {size}"
+            );
+            // Streaming cut points equal those of the crate's own in-memory chunker.
+            let expect: Vec<usize> = fastcdc::v2020::FastCDC::new(&data, 4096, 16384, 65536)
+                .map(|c| c.length)
+                .collect();
+            assert_eq!(
+                seen.iter().map(Vec::len).collect::<Vec<_>>(),
+                expect,
+                "size {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn limit_is_enforced_while_streaming() {
+        let data = pseudo_random(3 * BLOCK, 1);
+        let err = ingest(
+            &mut &data[..],
+            ChunkingParams::default(),
+            2 * BLOCK as u64,
+            &mut |_, _| Ok(()),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }));
+    }
+}

@@ -1,0 +1,203 @@
+//! Reading a content back: `Read + Seek` over its chunk list, CRC32-checked chunk by chunk.
+//!
+//! Chunks that lie back to back in one segment (the usual case: an upload appends its new chunks
+//! in order) are fetched as one range, up to [`MAX_RUN`] bytes, and each record in the range is
+//! checked before any of its bytes are handed out. Locations are resolved lazily, per run, so a
+//! long-lived reader follows chunks that compaction moved meanwhile.
+
+use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::index::records::{ChunkRec, ChunkRef};
+use crate::segment::record::{check_record, HEADER_LEN};
+use crate::segment::{Location, RunBytes};
+use crate::store::Inner;
+
+/// Largest range read at once.
+const MAX_RUN: usize = 4 << 20;
+
+/// A readable, seekable view of one stored content. Obtained from [`crate::Store::open_file`].
+pub struct ContentReader {
+    inner: Arc<Inner>,
+    chunks: Vec<ChunkRef>,
+    /// `starts[i]` = offset of chunk `i` in the content; one extra entry = size.
+    starts: Vec<u64>,
+    pos: u64,
+    run: Option<Run>,
+}
+
+struct Run {
+    bytes: RunBytes,
+    /// First chunk index in the run.
+    first: usize,
+    /// Byte offset (within `bytes`) of each chunk's payload in the run.
+    payload_at: Vec<usize>,
+}
+
+impl std::fmt::Debug for ContentReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentReader")
+            .field("size", &self.size())
+            .field("chunks", &self.chunks.len())
+            .field("pos", &self.pos)
+            .finish()
+    }
+}
+
+impl ContentReader {
+    pub(crate) fn new(inner: Arc<Inner>, chunks: Vec<ChunkRef>) -> ContentReader {
+        let mut starts = Vec::with_capacity(chunks.len() + 1);
+        let mut off = 0u64;
+        for c in &chunks {
+            starts.push(off);
+            off += u64::from(c.len);
+        }
+        starts.push(off);
+        ContentReader {
+            inner,
+            chunks,
+            starts,
+            pos: 0,
+            run: None,
+        }
+    }
+
+    /// The content's size in bytes.
+    pub fn size(&self) -> u64 {
+        *self.starts.last().expect("starts has a final entry")
+    }
+
+    fn locate(&self, id: &[u8; 32]) -> Result<ChunkRec> {
+        self.inner.index.chunk(id)?.ok_or_else(|| {
+            Error::corrupt(
+                format!("chunk {}", crate::hex(id)),
+                "missing from the index",
+            )
+        })
+    }
+
+    /// Loads the run that starts at chunk `first`.
+    fn load_run(&mut self, first: usize) -> Result<()> {
+        // One retry: a compaction may move the chunks between the lookup and the read.
+        match self.try_load_run(first) {
+            Err(Error::Corrupt { .. }) => self.try_load_run(first),
+            other => other,
+        }
+    }
+
+    fn try_load_run(&mut self, first: usize) -> Result<()> {
+        let head = self.locate(&self.chunks[first].blake3)?;
+        let mut recs = vec![head];
+        let mut span = HEADER_LEN + head.len as usize;
+        let mut next_at = head.location.offset + span as u64;
+        for c in &self.chunks[first + 1..] {
+            if span + HEADER_LEN + c.len as usize > MAX_RUN {
+                break;
+            }
+            let rec = self.locate(&c.blake3)?;
+            if rec.location
+                != (Location {
+                    segment: head.location.segment,
+                    offset: next_at,
+                })
+            {
+                break;
+            }
+            span += HEADER_LEN + rec.len as usize;
+            next_at += (HEADER_LEN + rec.len as usize) as u64;
+            recs.push(rec);
+        }
+        let bytes = self.inner.segments.read(head.location, span)?;
+        let data = bytes.as_slice();
+        let mut payload_at = Vec::with_capacity(recs.len());
+        let mut off = 0usize;
+        for (i, rec) in recs.iter().enumerate() {
+            let c = &self.chunks[first + i];
+            if rec.len != c.len {
+                return Err(Error::corrupt(
+                    format!("chunk {}", crate::hex(&c.blake3)),
+                    "index length differs from the manifest",
+                ));
+            }
+            check_record(&data[off..], rec.len, rec.crc32, &c.blake3)?;
+            payload_at.push(off + HEADER_LEN);
+            off += HEADER_LEN + rec.len as usize;
+        }
+        self.run = Some(Run {
+            bytes,
+            first,
+            payload_at,
+        });
+        Ok(())
+    }
+
+    fn chunk_at(&self, pos: u64) -> usize {
+        // The last start <= pos (chunks are never empty).
+        self.starts.partition_point(|&s| s <= pos) - 1
+    }
+
+    /// Reads into `buf` from the current position; `Ok(0)` at the end.
+    pub fn read_checked(&mut self, buf: &mut [u8]) -> Result<usize> {
+        if self.pos >= self.size() || buf.is_empty() {
+            return Ok(0);
+        }
+        let i = self.chunk_at(self.pos);
+        let covered = self
+            .run
+            .as_ref()
+            .is_some_and(|r| i >= r.first && i < r.first + r.payload_at.len());
+        if !covered {
+            self.load_run(i)?;
+        }
+        let run = self.run.as_ref().expect("run loaded");
+        let within = (self.pos - self.starts[i]) as usize;
+        let len = self.chunks[i].len as usize;
+        let start = run.payload_at[i - run.first] + within;
+        let n = (len - within).min(buf.len());
+        buf[..n].copy_from_slice(&run.bytes.as_slice()[start..start + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+
+    /// Reads the whole remaining content into a vector.
+    pub fn read_to_vec(&mut self) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; (self.size() - self.pos.min(self.size())) as usize];
+        let mut filled = 0;
+        while filled < out.len() {
+            let n = self.read_checked(&mut out[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        out.truncate(filled);
+        Ok(out)
+    }
+}
+
+impl Read for ContentReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_checked(buf).map_err(io::Error::from)
+    }
+}
+
+impl Seek for ContentReader {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.size().checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        match target {
+            Some(t) => {
+                self.pos = t;
+                Ok(t)
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the content",
+            )),
+        }
+    }
+}

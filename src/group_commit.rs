@@ -1,0 +1,129 @@
+//! Group commit: many threads that each need "everything written so far is durable" share one
+//! sync call instead of each paying for their own.
+//!
+//! A writer takes a ticket *after* its write has reached the OS. The first waiter whose ticket is
+//! not yet covered becomes the leader: it notes the newest ticket issued, runs the sync, and marks
+//! every ticket up to that one as done. Writers that arrive during a sync wait for the next one,
+//! which covers all of them at once. A failed sync poisons the commit point for good: the data of
+//! the failed sync may or may not be on disk, so nobody may be told it is (fsyncgate).
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// A shared sync point (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct GroupCommit {
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    issued: u64,
+    done: u64,
+    running: bool,
+    failed: Option<String>,
+}
+
+impl GroupCommit {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A ticket for the writes this thread completed before calling.
+    pub(crate) fn ticket(&self) -> u64 {
+        let mut s = self.lock();
+        s.issued += 1;
+        s.issued
+    }
+
+    /// The failure that poisoned this commit point, if any.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.lock().failed.clone()
+    }
+
+    /// Marks the commit point as failed (used when a sync outside `wait` fails).
+    pub(crate) fn poison(&self, why: String) {
+        let mut s = self.lock();
+        s.failed.get_or_insert(why);
+        self.cv.notify_all();
+    }
+
+    /// Returns once the writes behind `ticket` are durable, running `sync` if this thread leads.
+    pub(crate) fn wait(
+        &self,
+        ticket: u64,
+        sync: impl Fn() -> std::io::Result<()>,
+    ) -> Result<(), String> {
+        let mut s = self.lock();
+        loop {
+            if let Some(f) = &s.failed {
+                return Err(f.clone());
+            }
+            if s.done >= ticket {
+                return Ok(());
+            }
+            if s.running {
+                s = self.cv.wait(s).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            s.running = true;
+            let target = s.issued;
+            drop(s);
+            let result = sync();
+            s = self.lock();
+            s.running = false;
+            match result {
+                Ok(()) => s.done = s.done.max(target),
+                Err(e) => {
+                    s.failed.get_or_insert(e.to_string());
+                }
+            }
+            // Wake everyone: covered waiters return, a later ticket's waiter leads next.
+            self.cv.notify_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn concurrent_waiters_share_syncs_and_all_are_covered() {
+        let gc = Arc::new(GroupCommit::default());
+        let syncs = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (gc, syncs) = (gc.clone(), syncs.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        let t = gc.ticket();
+                        gc.wait(t, || {
+                            syncs.fetch_add(1, Ordering::SeqCst);
+                            Ok(())
+                        })
+                        .unwrap();
+                        assert!(gc.lock().done >= t);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let n = syncs.load(Ordering::SeqCst);
+        assert!(n >= 1 && n <= 1600, "{n}");
+        assert_eq!(gc.lock().done, 1600);
+    }
+
+    #[test]
+    fn a_failed_sync_poisons_every_later_wait() {
+        let gc = GroupCommit::default();
+        let t = gc.ticket();
+        assert!(gc.wait(t, || Err(std::io::Error::other("EIO"))).is_err());
+        let t2 = gc.ticket();
+        assert!(gc.wait(t2, || Ok(())).unwrap_err().contains("EIO"));
+    }
+}

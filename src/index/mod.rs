@@ -1,0 +1,933 @@
+//! The index: sled trees mapping keys to files, contents, chunks, releases and projects, and the
+//! transactions that keep them consistent.
+//!
+//! Every logical operation (upload, overwrite, rename, delete, release delete, release create) is
+//! one multi-tree sled transaction, so a crash leaves the old state or the new one. sled runs
+//! transactions under one global lock; callers therefore do all hashing and I/O before calling in
+//! here, and these functions only read and write small records.
+//!
+//! Trees (keys use [`crate::key`]'s encoding; integers in keys are big-endian):
+//! - `files`: file key → [`FileRow`] (the file's id and record, so a listing is one range scan)
+//! - `file_ids`: id (u64 BE) → file key
+//! - `contents`: BLAKE3 → [`ContentRec`]; `content_pages`: BLAKE3 ‖ page (u32 BE) → chunk refs
+//! - `by_sha1`: SHA-1 ‖ BLAKE3 → empty
+//! - `chunks`: BLAKE3 → [`ChunkRec`] (kept with refcount 0 until gc, see [`crate::gc`])
+//! - `releases`: org ‖ version → [`ReleaseRec`]; `projects`: org ‖ slug → [`ProjectRec`]
+//! - `meta`: `stats` → [`Counters`]
+
+pub mod codec;
+pub mod records;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+
+use crate::content::ingest::Ingested;
+use crate::error::{Error, Result};
+use crate::key::{encode_parts, FileKey, ReleaseScope};
+use crate::segment::Location;
+use records::*;
+
+/// `files` tree value: the file's id and its record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRow {
+    /// The file id.
+    pub id: u64,
+    /// The record.
+    pub rec: FileRec,
+}
+
+const T_FILES: usize = 0;
+const T_FILE_IDS: usize = 1;
+const T_CONTENTS: usize = 2;
+const T_PAGES: usize = 3;
+const T_BY_SHA1: usize = 4;
+const T_CHUNKS: usize = 5;
+const T_RELEASES: usize = 6;
+const T_PROJECTS: usize = 7;
+const T_META: usize = 8;
+const TREE_NAMES: [&str; 9] = [
+    "files",
+    "file_ids",
+    "contents",
+    "content_pages",
+    "by_sha1",
+    "chunks",
+    "releases",
+    "projects",
+    "meta",
+];
+const STATS_KEY: &[u8] = b"stats";
+
+/// The sled database and its trees.
+#[derive(Debug)]
+pub struct Index {
+    db: sled::Db,
+    trees: Vec<sled::Tree>,
+}
+
+/// Why a transaction stopped on purpose.
+enum Abort {
+    Err(Error),
+    /// The data the caller gathered outside the transaction changed; gather it again.
+    Retry,
+}
+
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Abort>>;
+
+fn abort<T>(e: Error) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(Abort::Err(e)))
+}
+
+fn sled_err(op: &'static str) -> impl Fn(sled::Error) -> Error {
+    move |e| Error::index(op, e)
+}
+
+fn run_tx<T>(
+    op: &'static str,
+    r: std::result::Result<T, TransactionError<Abort>>,
+) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(TransactionError::Abort(Abort::Err(e))) => Err(e),
+        Err(TransactionError::Abort(Abort::Retry)) => Ok(None),
+        Err(TransactionError::Storage(e)) => Err(Error::index(op, e)),
+    }
+}
+
+fn get<T: serde::de::DeserializeOwned>(
+    t: &TransactionalTree,
+    key: &[u8],
+    what: &str,
+) -> TxResult<Option<T>> {
+    match t.get(key)? {
+        None => Ok(None),
+        Some(v) => match codec::decode(what, &v) {
+            Ok(x) => Ok(Some(x)),
+            Err(e) => abort(e),
+        },
+    }
+}
+
+fn put<T: Serialize>(t: &TransactionalTree, key: &[u8], value: &T) -> TxResult<()> {
+    t.insert(key, codec::encode(value))?;
+    Ok(())
+}
+
+fn page_key(content: &[u8; 32], page: u32) -> Vec<u8> {
+    let mut k = content.to_vec();
+    k.extend_from_slice(&page.to_be_bytes());
+    k
+}
+
+fn sha1_key(sha1: &[u8; 20], content: &[u8; 32]) -> Vec<u8> {
+    let mut k = sha1.to_vec();
+    k.extend_from_slice(content);
+    k
+}
+
+/// The key of a release in the `releases` tree.
+pub fn release_key(org: &str, version: &str) -> Vec<u8> {
+    encode_parts(&[org, version])
+}
+
+/// The key of a project in the `projects` tree.
+pub fn project_key(org: &str, slug: &str) -> Vec<u8> {
+    encode_parts(&[org, slug])
+}
+
+/// Everything an upload commit needs, computed outside the transaction.
+pub struct UploadCommit<'a> {
+    /// The target key.
+    pub key: &'a FileKey,
+    /// The new file id.
+    pub id: u64,
+    /// Validated headers.
+    pub headers: &'a [(String, String)],
+    /// Creation time.
+    pub created_ms: i64,
+    /// The ingest result.
+    pub ingested: &'a Ingested,
+    /// Chunks this upload appended to a segment (not yet in the index when it checked).
+    pub written: &'a HashMap<[u8; 32], Location>,
+    /// Replace an existing file at `key` instead of failing.
+    pub overwrite: bool,
+}
+
+/// A release with its linked projects, as read from the index.
+#[derive(Clone, Debug)]
+pub struct ReleaseRow {
+    /// Organization.
+    pub org: String,
+    /// Version.
+    pub version: String,
+    /// The record.
+    pub rec: ReleaseRec,
+}
+
+impl Index {
+    /// Opens (creating) the sled database at `dir`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Index> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            // relstore decides when the index is flushed (see `Store`), so that it is never
+            // made durable ahead of the segment bytes it refers to.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) => Error::io("open index", dir, io),
+                other => Error::index("open index", other),
+            })?;
+        let trees = TREE_NAMES
+            .iter()
+            .map(|n| db.open_tree(n))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(sled_err("open index trees"))?;
+        Ok(Index { db, trees })
+    }
+
+    fn tree(&self, i: usize) -> &sled::Tree {
+        &self.trees[i]
+    }
+
+    /// Writes everything committed so far to sled's log (see `Store` for the fdatasync after).
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map(|_| ()).map_err(sled_err("flush index"))
+    }
+
+    /// A new unique id (sled's persistent id generator, never reused across restarts).
+    pub fn next_id(&self) -> Result<u64> {
+        self.db
+            .generate_id()
+            .map(|i| i + 1)
+            .map_err(sled_err("generate id"))
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// The store-wide counters.
+    pub fn counters(&self) -> Result<Counters> {
+        match self
+            .tree(T_META)
+            .get(STATS_KEY)
+            .map_err(sled_err("read stats"))?
+        {
+            None => Ok(Counters::default()),
+            Some(v) => codec::decode("stats", &v),
+        }
+    }
+
+    /// The chunk record of `blake3`, if any (live or awaiting gc).
+    pub fn chunk(&self, blake3: &[u8; 32]) -> Result<Option<ChunkRec>> {
+        match self
+            .tree(T_CHUNKS)
+            .get(blake3)
+            .map_err(sled_err("read chunk"))?
+        {
+            None => Ok(None),
+            Some(v) => codec::decode("chunk record", &v).map(Some),
+        }
+    }
+
+    /// True when a chunk record (live or awaiting gc) exists for `blake3`.
+    pub fn has_chunk(&self, blake3: &[u8; 32]) -> Result<bool> {
+        self.tree(T_CHUNKS)
+            .contains_key(blake3)
+            .map_err(sled_err("read chunk"))
+    }
+
+    /// The content record of `blake3`.
+    pub fn content(&self, blake3: &[u8; 32]) -> Result<Option<ContentRec>> {
+        match self
+            .tree(T_CONTENTS)
+            .get(blake3)
+            .map_err(sled_err("read content"))?
+        {
+            None => Ok(None),
+            Some(v) => codec::decode("content record", &v).map(Some),
+        }
+    }
+
+    /// The full ordered chunk list of a content.
+    pub fn manifest(&self, blake3: &[u8; 32], rec: &ContentRec) -> Result<Vec<ChunkRef>> {
+        if rec.pages() == 0 {
+            return Ok(rec.inline.clone());
+        }
+        let mut out = Vec::with_capacity(rec.chunk_count as usize);
+        for p in 0..rec.pages() {
+            let v = self
+                .tree(T_PAGES)
+                .get(page_key(blake3, p))
+                .map_err(sled_err("read manifest page"))?
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        format!("content {}", crate::hex(blake3)),
+                        format!("manifest page {p} is missing"),
+                    )
+                })?;
+            let page: Vec<ChunkRef> = codec::decode("manifest page", &v)?;
+            out.extend(page);
+        }
+        if out.len() as u64 != rec.chunk_count {
+            return Err(Error::corrupt(
+                format!("content {}", crate::hex(blake3)),
+                "manifest length differs from its record",
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Contents whose SHA-1 is `sha1`.
+    pub fn contents_by_sha1(&self, sha1: &[u8; 20]) -> Result<Vec<[u8; 32]>> {
+        self.tree(T_BY_SHA1)
+            .scan_prefix(sha1)
+            .keys()
+            .map(|k| {
+                let k = k.map_err(sled_err("scan sha1 index"))?;
+                k.get(20..52)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(|| Error::corrupt("sha1 index", "malformed key"))
+            })
+            .collect()
+    }
+
+    /// The file at `key`.
+    pub fn file(&self, key: &FileKey) -> Result<Option<FileRow>> {
+        match self
+            .tree(T_FILES)
+            .get(key.encode())
+            .map_err(sled_err("read file"))?
+        {
+            None => Ok(None),
+            Some(v) => codec::decode("file record", &v).map(Some),
+        }
+    }
+
+    /// The file with id `id`.
+    pub fn file_by_id(&self, id: u64) -> Result<Option<FileRow>> {
+        let Some(k) = self
+            .tree(T_FILE_IDS)
+            .get(id.to_be_bytes())
+            .map_err(sled_err("read file id"))?
+        else {
+            return Ok(None);
+        };
+        let key = FileKey::decode(&k)?;
+        self.file(&key)
+    }
+
+    /// Files of `scope` whose encoded key is greater than `after` (or from the start), in key
+    /// order, for which `keep` holds, at most `limit` of them, plus whether more (matching or not)
+    /// remain. Returns the encoded key of the last row examined-and-kept for the next cursor.
+    pub fn list_files(
+        &self,
+        scope: &ReleaseScope,
+        after: Option<&[u8]>,
+        limit: usize,
+        keep: &mut dyn FnMut(&FileRow) -> bool,
+    ) -> Result<(Vec<(Vec<u8>, FileRow)>, bool)> {
+        let prefix = scope.encode_prefix();
+        let mut end = prefix.clone();
+        // Every key of the scope starts with `prefix` followed by a part byte; the prefix with a
+        // 0xFF byte appended is past them all (escaped parts never start with 0xFF... and even if
+        // a name starts with 0xFF in UTF-8 it cannot: 0xFF is never a UTF-8 byte).
+        end.push(0xFF);
+        let start = match after {
+            Some(a) => {
+                if !a.starts_with(&prefix) {
+                    return Err(Error::InvalidCursor(
+                        "cursor belongs to another listing".into(),
+                    ));
+                }
+                let mut s = a.to_vec();
+                s.push(0); // the smallest key strictly greater than `a`
+                s
+            }
+            None => prefix,
+        };
+        let mut out = Vec::new();
+        for item in self.tree(T_FILES).range(start..end) {
+            let (k, v) = item.map_err(sled_err("list files"))?;
+            let row: FileRow = codec::decode("file record", &v)?;
+            if !keep(&row) {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push((k.to_vec(), row));
+        }
+        Ok((out, false))
+    }
+
+    /// Ids of every file in `scope`.
+    fn scope_ids(&self, scope: &ReleaseScope) -> Result<Vec<u64>> {
+        self.tree(T_FILES)
+            .scan_prefix(scope.encode_prefix())
+            .values()
+            .map(|v| {
+                let v = v.map_err(sled_err("scan release"))?;
+                codec::decode::<FileRow>("file record", &v).map(|r| r.id)
+            })
+            .collect()
+    }
+
+    /// The release `org`/`version`.
+    pub fn release(&self, org: &str, version: &str) -> Result<Option<ReleaseRow>> {
+        match self
+            .tree(T_RELEASES)
+            .get(release_key(org, version))
+            .map_err(sled_err("read release"))?
+        {
+            None => Ok(None),
+            Some(v) => Ok(Some(ReleaseRow {
+                org: org.into(),
+                version: version.into(),
+                rec: codec::decode("release record", &v)?,
+            })),
+        }
+    }
+
+    /// Every release of `org`, in key order.
+    pub fn releases(&self, org: &str) -> Result<Vec<ReleaseRow>> {
+        let prefix = encode_parts(&[org]);
+        self.tree(T_RELEASES)
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (k, v) = item.map_err(sled_err("list releases"))?;
+                let parts = crate::key::decode_parts(&k, 2)?;
+                Ok(ReleaseRow {
+                    org: org.into(),
+                    version: parts[1].clone(),
+                    rec: codec::decode("release record", &v)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every organization that has at least one release.
+    pub fn orgs(&self) -> Result<Vec<String>> {
+        let mut orgs: Vec<String> = Vec::new();
+        for k in self.tree(T_RELEASES).iter().keys() {
+            let k = k.map_err(sled_err("list releases"))?;
+            let org = crate::key::decode_parts(&k, 2)?.swap_remove(0);
+            if orgs.last() != Some(&org) {
+                orgs.push(org);
+            }
+        }
+        Ok(orgs)
+    }
+
+    /// The project `org`/`slug`.
+    pub fn project(&self, org: &str, slug: &str) -> Result<Option<ProjectRec>> {
+        match self
+            .tree(T_PROJECTS)
+            .get(project_key(org, slug))
+            .map_err(sled_err("read project"))?
+        {
+            None => Ok(None),
+            Some(v) => codec::decode("project record", &v).map(Some),
+        }
+    }
+
+    /// Every project of `org` as (slug, record).
+    pub fn projects(&self, org: &str) -> Result<Vec<(String, ProjectRec)>> {
+        self.tree(T_PROJECTS)
+            .scan_prefix(encode_parts(&[org]))
+            .map(|item| {
+                let (k, v) = item.map_err(sled_err("list projects"))?;
+                let slug = crate::key::decode_parts(&k, 2)?.swap_remove(1);
+                Ok((slug, codec::decode("project record", &v)?))
+            })
+            .collect()
+    }
+
+    fn all(&self) -> &[sled::Tree] {
+        &self.trees
+    }
+
+    /// Creates the release or links more projects to it. Returns the release and whether it is new.
+    pub fn create_release(
+        &self,
+        org: &str,
+        version: &str,
+        projects: &[String],
+        now_ms: i64,
+    ) -> Result<(ReleaseRow, bool)> {
+        let rkey = release_key(org, version);
+        let r = self.all().transaction(|t| {
+            let mut counters: Counters = get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
+            let existing: Option<ReleaseRec> = get(&t[T_RELEASES], &rkey, "release record")?;
+            let created = existing.is_none();
+            let mut rec = existing.unwrap_or(ReleaseRec {
+                created_ms: now_ms,
+                released_ms: None,
+                url: None,
+                vcs_ref: None,
+                projects: Vec::new(),
+                file_count: 0,
+                file_bytes: 0,
+            });
+            for slug in projects {
+                let pkey = project_key(org, slug);
+                if get::<ProjectRec>(&t[T_PROJECTS], &pkey, "project record")?.is_none() {
+                    counters.next_project_id = counters.next_project_id.max(1);
+                    let id = counters.next_project_id;
+                    counters.next_project_id += 1;
+                    put(
+                        &t[T_PROJECTS],
+                        &pkey,
+                        &ProjectRec {
+                            id,
+                            created_ms: now_ms,
+                        },
+                    )?;
+                }
+                if !rec.projects.contains(slug) {
+                    rec.projects.push(slug.clone());
+                }
+            }
+            put(&t[T_RELEASES], &rkey, &rec)?;
+            put(&t[T_META], STATS_KEY, &counters)?;
+            Ok((rec, created))
+        });
+        let (rec, created) = run_tx("create release", r)?.expect("no retry");
+        Ok((
+            ReleaseRow {
+                org: org.into(),
+                version: version.into(),
+                rec,
+            },
+            created,
+        ))
+    }
+
+    /// Applies `change` to the release record in one transaction.
+    pub fn update_release(
+        &self,
+        org: &str,
+        version: &str,
+        change: &dyn Fn(&mut ReleaseRec),
+    ) -> Result<ReleaseRow> {
+        let rkey = release_key(org, version);
+        let r = self.tree(T_RELEASES).transaction(|t| {
+            let Some(mut rec) = get::<ReleaseRec>(t, &rkey, "release record")? else {
+                return abort(Error::not_found(format!("release {org}/{version}")));
+            };
+            change(&mut rec);
+            put(t, &rkey, &rec)?;
+            Ok(rec)
+        });
+        let rec = run_tx("update release", r)?.expect("no retry");
+        Ok(ReleaseRow {
+            org: org.into(),
+            version: version.into(),
+            rec,
+        })
+    }
+
+    /// Commits an upload (see [`UploadCommit`]). Returns the new row and the id it replaced.
+    pub fn commit_upload(&self, c: &UploadCommit<'_>) -> Result<(FileRow, Option<u64>)> {
+        let fkey = c.key.encode();
+        let rkey = release_key(&c.key.org, &c.key.release);
+        let ing = c.ingested;
+        let row = FileRow {
+            id: c.id,
+            rec: FileRec {
+                key: c.key.clone(),
+                content: ing.blake3,
+                sha1: ing.sha1,
+                size: ing.size,
+                headers: c.headers.to_vec(),
+                created_ms: c.created_ms,
+            },
+        };
+        let r = self.all().transaction(|t| {
+            let mut counters: Counters = get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
+            let Some(mut release) = get::<ReleaseRec>(&t[T_RELEASES], &rkey, "release record")?
+            else {
+                return abort(Error::not_found(format!(
+                    "release {}/{}",
+                    c.key.org, c.key.release
+                )));
+            };
+            if let Some(p) = &c.key.project {
+                if !release.projects.contains(p) {
+                    return abort(Error::not_found(format!(
+                        "release {} in project {p}",
+                        c.key.release
+                    )));
+                }
+            }
+            let old: Option<FileRow> = get(&t[T_FILES], &fkey, "file record")?;
+            if old.is_some() && !c.overwrite {
+                return abort(Error::AlreadyExists {
+                    key: c.key.to_string(),
+                });
+            }
+            // Reference the new content before releasing the old one, so overwriting a file with
+            // its own bytes never drops the content to zero in between.
+            incref_content(t, &mut counters, ing, c.written)?;
+            if let Some(old) = &old {
+                t[T_FILE_IDS].remove(&old.id.to_be_bytes())?;
+                decref_content(t, &mut counters, &old.rec.content)?;
+                counters.files -= 1;
+                counters.logical_bytes -= old.rec.size;
+                release.file_count -= 1;
+                release.file_bytes -= old.rec.size;
+            }
+            put(&t[T_FILES], &fkey, &row)?;
+            t[T_FILE_IDS].insert(&c.id.to_be_bytes(), fkey.as_slice())?;
+            counters.files += 1;
+            counters.logical_bytes += ing.size;
+            release.file_count += 1;
+            release.file_bytes += ing.size;
+            put(&t[T_RELEASES], &rkey, &release)?;
+            put(&t[T_META], STATS_KEY, &counters)?;
+            Ok(old.map(|o| o.id))
+        });
+        let replaced = run_tx("commit upload", r)?.expect("no retry");
+        Ok((row, replaced))
+    }
+
+    /// Deletes file `id`. Returns the deleted row, or `None` when no such file exists.
+    pub fn delete_file(&self, id: u64) -> Result<Option<FileRow>> {
+        let r = self.all().transaction(|t| {
+            let mut counters: Counters = get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
+            let row = remove_file(t, &mut counters, id)?;
+            put(&t[T_META], STATS_KEY, &counters)?;
+            Ok(row)
+        });
+        Ok(run_tx("delete file", r)?.expect("no retry"))
+    }
+
+    /// Renames file `id` to `(name, dist)` in its scope; fails if that key is taken by another file.
+    pub fn rename_file(&self, id: u64, name: &str, dist: Option<&str>) -> Result<FileRow> {
+        let r = self.all().transaction(|t| {
+            let Some(k) = t[T_FILE_IDS].get(id.to_be_bytes())? else {
+                return abort(Error::not_found(format!("file {id}")));
+            };
+            let Some(mut row) = get::<FileRow>(&t[T_FILES], &k, "file record")? else {
+                return abort(Error::corrupt(
+                    format!("file {id}"),
+                    "id index points at a missing file",
+                ));
+            };
+            let new_key = row.rec.key.scope().file(name, dist);
+            let nk = new_key.encode();
+            if nk == k.as_ref() {
+                return Ok(row);
+            }
+            if t[T_FILES].get(&nk)?.is_some() {
+                return abort(Error::AlreadyExists {
+                    key: new_key.to_string(),
+                });
+            }
+            t[T_FILES].remove(&k)?;
+            row.rec.key = new_key;
+            put(&t[T_FILES], &nk, &row)?;
+            t[T_FILE_IDS].insert(&id.to_be_bytes(), nk.as_slice())?;
+            Ok(row)
+        });
+        Ok(run_tx("rename file", r)?.expect("no retry"))
+    }
+
+    /// Deletes every file of `scopes` (must be all scopes of the release when `drop_release`),
+    /// and the release record itself when `drop_release`. Returns the number of files deleted.
+    pub fn delete_files_of(
+        &self,
+        org: &str,
+        version: &str,
+        scopes: &[ReleaseScope],
+        drop_release: bool,
+    ) -> Result<u64> {
+        let rkey = release_key(org, version);
+        loop {
+            let mut ids = Vec::new();
+            for s in scopes {
+                ids.extend(self.scope_ids(s)?);
+            }
+            let r = self.all().transaction(|t| {
+                let Some(release) = get::<ReleaseRec>(&t[T_RELEASES], &rkey, "release record")?
+                else {
+                    return abort(Error::not_found(format!("release {org}/{version}")));
+                };
+                if drop_release && release.file_count != ids.len() as u64 {
+                    // A file arrived or left since the scan: scan again.
+                    return Err(ConflictableTransactionError::Abort(Abort::Retry));
+                }
+                let mut counters: Counters =
+                    get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
+                let mut deleted = 0u64;
+                for &id in &ids {
+                    if remove_file(t, &mut counters, id)?.is_some() {
+                        deleted += 1;
+                    } else {
+                        return Err(ConflictableTransactionError::Abort(Abort::Retry));
+                    }
+                }
+                if drop_release {
+                    t[T_RELEASES].remove(rkey.as_slice())?;
+                }
+                put(&t[T_META], STATS_KEY, &counters)?;
+                Ok(deleted)
+            });
+            if let Some(n) = run_tx("delete release files", r)? {
+                return Ok(n);
+            }
+        }
+    }
+
+    /// Chunk records, for gc and verify: (BLAKE3, record) in key order.
+    pub fn all_chunks(&self) -> impl Iterator<Item = Result<([u8; 32], ChunkRec)>> + '_ {
+        self.tree(T_CHUNKS).iter().map(|item| {
+            let (k, v) = item.map_err(sled_err("scan chunks"))?;
+            let id: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| Error::corrupt("chunk index", "malformed key"))?;
+            Ok((id, codec::decode("chunk record", &v)?))
+        })
+    }
+
+    /// Contents, for verify: (BLAKE3, record).
+    pub fn all_contents(&self) -> impl Iterator<Item = Result<([u8; 32], ContentRec)>> + '_ {
+        self.tree(T_CONTENTS).iter().map(|item| {
+            let (k, v) = item.map_err(sled_err("scan contents"))?;
+            let id: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| Error::corrupt("content index", "malformed key"))?;
+            Ok((id, codec::decode("content record", &v)?))
+        })
+    }
+
+    /// Every file row, for verify.
+    pub fn all_files(&self) -> impl Iterator<Item = Result<FileRow>> + '_ {
+        self.tree(T_FILES).iter().values().map(|v| {
+            let v = v.map_err(sled_err("scan files"))?;
+            codec::decode("file record", &v)
+        })
+    }
+
+    /// Removes chunk records whose refcount is zero (gc only, under the store's exclusive lock).
+    /// Returns how many were removed.
+    pub fn drop_dead_chunks(&self, dead: &[[u8; 32]]) -> Result<u64> {
+        let r = self.tree(T_CHUNKS).transaction(|t| {
+            let mut n = 0;
+            for id in dead {
+                if let Some(rec) = get::<ChunkRec>(t, id, "chunk record")? {
+                    if rec.refcount == 0 {
+                        t.remove(id.as_slice())?;
+                        n += 1;
+                    }
+                }
+            }
+            Ok(n)
+        });
+        Ok(run_tx("drop dead chunks", r)?.expect("no retry"))
+    }
+
+    /// Points moved chunks at their new locations (compaction), if they still live where the
+    /// compaction found them.
+    pub fn relocate_chunks(&self, moves: &[([u8; 32], Location, Location)]) -> Result<()> {
+        let r = self.tree(T_CHUNKS).transaction(|t| {
+            for (id, from, to) in moves {
+                if let Some(mut rec) = get::<ChunkRec>(t, id, "chunk record")? {
+                    if rec.location == *from {
+                        rec.location = *to;
+                        put(t, id, &rec)?;
+                    }
+                }
+            }
+            Ok(())
+        });
+        run_tx("relocate chunks", r)?;
+        Ok(())
+    }
+
+    /// Recomputes every refcount and counter from the file rows (verify's ground truth).
+    pub fn expected_refcounts(&self) -> Result<(HashMap<[u8; 32], u64>, HashMap<[u8; 32], u64>)> {
+        let mut contents: HashMap<[u8; 32], u64> = HashMap::new();
+        for row in self.all_files() {
+            *contents.entry(row?.rec.content).or_default() += 1;
+        }
+        let mut chunks: HashMap<[u8; 32], u64> = HashMap::new();
+        for c in contents.keys() {
+            if let Some(rec) = self.content(c)? {
+                let distinct: HashSet<[u8; 32]> =
+                    self.manifest(c, &rec)?.iter().map(|r| r.blake3).collect();
+                for d in distinct {
+                    *chunks.entry(d).or_default() += 1;
+                }
+            }
+        }
+        Ok((contents, chunks))
+    }
+}
+
+fn incref_content(
+    t: &[TransactionalTree],
+    counters: &mut Counters,
+    ing: &Ingested,
+    written: &HashMap<[u8; 32], Location>,
+) -> TxResult<()> {
+    if let Some(mut rec) = get::<ContentRec>(&t[T_CONTENTS], &ing.blake3, "content record")? {
+        rec.refcount += 1;
+        return put(&t[T_CONTENTS], &ing.blake3, &rec);
+    }
+    let refs: Vec<ChunkRef> = ing
+        .chunks
+        .iter()
+        .map(|c| ChunkRef {
+            blake3: c.blake3,
+            len: c.len,
+        })
+        .collect();
+    let rec = ContentRec {
+        sha1: ing.sha1,
+        size: ing.size,
+        refcount: 1,
+        chunk_count: refs.len() as u64,
+        inline: if refs.len() <= CHUNKS_PER_PAGE {
+            refs.clone()
+        } else {
+            Vec::new()
+        },
+    };
+    if rec.pages() > 0 {
+        for (i, page) in refs.chunks(CHUNKS_PER_PAGE).enumerate() {
+            put(
+                &t[T_PAGES],
+                &page_key(&ing.blake3, i as u32),
+                &page.to_vec(),
+            )?;
+        }
+    }
+    put(&t[T_CONTENTS], &ing.blake3, &rec)?;
+    t[T_BY_SHA1].insert(sha1_key(&ing.sha1, &ing.blake3), &[] as &[u8])?;
+    counters.contents += 1;
+    let mut seen = HashSet::new();
+    for c in &ing.chunks {
+        if !seen.insert(c.blake3) {
+            continue;
+        }
+        match get::<ChunkRec>(&t[T_CHUNKS], &c.blake3, "chunk record")? {
+            Some(mut ch) => {
+                if ch.refcount == 0 {
+                    counters.chunks += 1;
+                    counters.stored_bytes += u64::from(ch.len);
+                }
+                ch.refcount += 1;
+                put(&t[T_CHUNKS], &c.blake3, &ch)?;
+            }
+            None => {
+                let Some(&location) = written.get(&c.blake3) else {
+                    // The upload saw this chunk in the index and did not write it; only gc removes
+                    // chunk records and it excludes uploads, so this is a bug, not a race.
+                    return abort(Error::corrupt(
+                        format!("chunk {}", crate::hex(&c.blake3)),
+                        "vanished from the index during an upload",
+                    ));
+                };
+                put(
+                    &t[T_CHUNKS],
+                    &c.blake3,
+                    &ChunkRec {
+                        location,
+                        len: c.len,
+                        crc32: c.crc32,
+                        refcount: 1,
+                    },
+                )?;
+                counters.chunks += 1;
+                counters.stored_bytes += u64::from(c.len);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn decref_content(t: &[TransactionalTree], counters: &mut Counters, id: &[u8; 32]) -> TxResult<()> {
+    let Some(mut rec) = get::<ContentRec>(&t[T_CONTENTS], id, "content record")? else {
+        return abort(Error::corrupt(
+            format!("content {}", crate::hex(id)),
+            "a file refers to a missing content",
+        ));
+    };
+    rec.refcount -= 1;
+    if rec.refcount > 0 {
+        return put(&t[T_CONTENTS], id, &rec);
+    }
+    let mut refs = rec.inline.clone();
+    for p in 0..rec.pages() {
+        let k = page_key(id, p);
+        let Some(page) = get::<Vec<ChunkRef>>(&t[T_PAGES], &k, "manifest page")? else {
+            return abort(Error::corrupt(
+                format!("content {}", crate::hex(id)),
+                format!("manifest page {p} is missing"),
+            ));
+        };
+        refs.extend(page);
+        t[T_PAGES].remove(k)?;
+    }
+    t[T_CONTENTS].remove(id.as_slice())?;
+    t[T_BY_SHA1].remove(sha1_key(&rec.sha1, id))?;
+    counters.contents -= 1;
+    let mut seen = HashSet::new();
+    for r in refs {
+        if !seen.insert(r.blake3) {
+            continue;
+        }
+        let Some(mut ch) = get::<ChunkRec>(&t[T_CHUNKS], &r.blake3, "chunk record")? else {
+            return abort(Error::corrupt(
+                format!("chunk {}", crate::hex(&r.blake3)),
+                "a content refers to a missing chunk",
+            ));
+        };
+        ch.refcount -= 1;
+        if ch.refcount == 0 {
+            counters.chunks -= 1;
+            counters.stored_bytes -= u64::from(ch.len);
+        }
+        // Kept at refcount 0 until gc: an upload that already decided not to write this chunk may
+        // still reference it; gc removes such records while no upload runs.
+        put(&t[T_CHUNKS], &r.blake3, &ch)?;
+    }
+    Ok(())
+}
+
+fn remove_file(
+    t: &[TransactionalTree],
+    counters: &mut Counters,
+    id: u64,
+) -> TxResult<Option<FileRow>> {
+    let Some(k) = t[T_FILE_IDS].get(id.to_be_bytes())? else {
+        return Ok(None);
+    };
+    let Some(row) = get::<FileRow>(&t[T_FILES], &k, "file record")? else {
+        return abort(Error::corrupt(
+            format!("file {id}"),
+            "id index points at a missing file",
+        ));
+    };
+    t[T_FILES].remove(&k)?;
+    t[T_FILE_IDS].remove(&id.to_be_bytes())?;
+    decref_content(t, counters, &row.rec.content)?;
+    counters.files -= 1;
+    counters.logical_bytes -= row.rec.size;
+    let rkey = release_key(&row.rec.key.org, &row.rec.key.release);
+    if let Some(mut release) = get::<ReleaseRec>(&t[T_RELEASES], &rkey, "release record")? {
+        release.file_count -= 1;
+        release.file_bytes -= row.rec.size;
+        put(&t[T_RELEASES], &rkey, &release)?;
+    }
+    Ok(Some(row))
+}

@@ -1,0 +1,132 @@
+//! The record types stored as sled values, one per tree. They are internal: the public API
+//! exposes [`crate::FileRecord`] and friends, built from these.
+
+use serde::{Deserialize, Serialize};
+
+use crate::key::FileKey;
+use crate::segment::Location;
+
+/// Chunk references per manifest page. A content with more chunks than this stores its list in
+/// the `content_pages` tree, one value per page, keeping every sled value small (sled writes
+/// values over ~128 KiB to side files it does not sync).
+pub const CHUNKS_PER_PAGE: usize = 1024;
+
+/// `file_records`: file id → the file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRec {
+    /// The file's key (so an id resolves to its release and name).
+    pub key: FileKey,
+    /// BLAKE3 of the content.
+    pub content: [u8; 32],
+    /// SHA-1 of the content (denormalised so listings need no content lookup).
+    pub sha1: [u8; 20],
+    /// Size of the content.
+    pub size: u64,
+    /// Headers as given at upload, in order, keys unique.
+    pub headers: Vec<(String, String)>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: i64,
+}
+
+/// One entry of a content's ordered chunk list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// BLAKE3 of the chunk.
+    pub blake3: [u8; 32],
+    /// Chunk length.
+    pub len: u32,
+}
+
+/// `contents`: BLAKE3 → the content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentRec {
+    /// SHA-1 of the whole content.
+    pub sha1: [u8; 20],
+    /// Size in bytes.
+    pub size: u64,
+    /// Number of references: file records (and, later, upload pieces) using this content.
+    pub refcount: u64,
+    /// Number of chunks.
+    pub chunk_count: u64,
+    /// The chunk list when it has at most [`CHUNKS_PER_PAGE`] entries; otherwise empty and the
+    /// list lives in `content_pages`.
+    pub inline: Vec<ChunkRef>,
+}
+
+impl ContentRec {
+    /// Number of manifest pages in `content_pages` (0 when the list is inline).
+    pub fn pages(&self) -> u32 {
+        if self.chunk_count as usize <= CHUNKS_PER_PAGE {
+            0
+        } else {
+            self.chunk_count.div_ceil(CHUNKS_PER_PAGE as u64) as u32
+        }
+    }
+}
+
+/// `chunks`: BLAKE3 → where the chunk lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRec {
+    /// Segment and offset of the record header.
+    pub location: Location,
+    /// Payload length.
+    pub len: u32,
+    /// CRC32 of the payload.
+    pub crc32: u32,
+    /// Number of distinct contents whose manifest lists this chunk.
+    pub refcount: u64,
+}
+
+/// `releases`: org ‖ version → the release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRec {
+    /// Creation time, ms since the epoch.
+    pub created_ms: i64,
+    /// Release time, if set.
+    pub released_ms: Option<i64>,
+    /// URL, if set.
+    pub url: Option<String>,
+    /// VCS ref, if set.
+    pub vcs_ref: Option<String>,
+    /// Linked project slugs, in link order.
+    pub projects: Vec<String>,
+    /// Files in every scope of the release.
+    pub file_count: u64,
+    /// Sum of those files' sizes.
+    pub file_bytes: u64,
+}
+
+/// `projects`: org ‖ slug → the project.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectRec {
+    /// Numeric id, unique in the store.
+    pub id: u64,
+    /// Creation time, ms since the epoch.
+    pub created_ms: i64,
+}
+
+/// `meta` key `stats`: counters kept exact by every transaction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Release files.
+    pub files: u64,
+    /// Distinct contents.
+    pub contents: u64,
+    /// Distinct live chunks.
+    pub chunks: u64,
+    /// Sum of file sizes (what users uploaded).
+    pub logical_bytes: u64,
+    /// Sum of live chunk sizes (unique bytes).
+    pub stored_bytes: u64,
+    /// Next project id.
+    pub next_project_id: u64,
+}
+
+/// The `FORMAT` file of a store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormatRec {
+    /// Store format version.
+    pub version: u32,
+    /// Chunking parameters fixed at creation.
+    pub chunking: crate::content::ChunkingParams,
+}
