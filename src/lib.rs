@@ -35,6 +35,7 @@ pub mod index;
 pub mod key;
 pub mod segment;
 mod store;
+pub mod tokens;
 
 pub use content::{ChunkingParams, ContentReader};
 pub use error::{Error, Result};
@@ -44,6 +45,7 @@ pub use store::{
     validate_headers, Durability, FileRecord, ListQuery, Page, Project, Release, ReleaseUpdate,
     Stats, Store, StoreOptions, FORMAT_VERSION, MAX_HEADERS,
 };
+pub use tokens::{TokenInfo, ALL_SCOPES};
 
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {

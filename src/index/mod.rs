@@ -14,6 +14,7 @@
 //! - `chunks`: BLAKE3 → [`ChunkRec`] (kept with refcount 0 until gc, see [`crate::gc`])
 //! - `releases`: org ‖ version → [`ReleaseRec`]; `projects`: org ‖ slug → [`ProjectRec`]
 //! - `meta`: `stats` → [`Counters`]
+//! - `tokens`: BLAKE3 of an API token → [`TokenRec`]
 
 pub mod codec;
 pub mod records;
@@ -49,7 +50,8 @@ const T_CHUNKS: usize = 5;
 const T_RELEASES: usize = 6;
 const T_PROJECTS: usize = 7;
 const T_META: usize = 8;
-const TREE_NAMES: [&str; 9] = [
+const T_TOKENS: usize = 9;
+const TREE_NAMES: [&str; 10] = [
     "files",
     "file_ids",
     "contents",
@@ -59,6 +61,7 @@ const TREE_NAMES: [&str; 9] = [
     "releases",
     "projects",
     "meta",
+    "tokens",
 ];
 const STATS_KEY: &[u8] = b"stats";
 
@@ -683,6 +686,50 @@ impl Index {
                 return Ok(n);
             }
         }
+    }
+
+    /// Stores an API token record under the hash of its secret.
+    pub fn put_token(&self, hash: &[u8; 32], rec: &TokenRec) -> Result<()> {
+        self.tree(T_TOKENS)
+            .insert(hash, codec::encode(rec))
+            .map_err(sled_err("store token"))?;
+        Ok(())
+    }
+
+    /// The token whose secret hashes to `hash`.
+    pub fn token(&self, hash: &[u8; 32]) -> Result<Option<TokenRec>> {
+        match self
+            .tree(T_TOKENS)
+            .get(hash)
+            .map_err(sled_err("read token"))?
+        {
+            None => Ok(None),
+            Some(v) => codec::decode("token record", &v).map(Some),
+        }
+    }
+
+    /// Every token as (hash, record).
+    pub fn tokens(&self) -> Result<Vec<([u8; 32], TokenRec)>> {
+        self.tree(T_TOKENS)
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(sled_err("list tokens"))?;
+                let h: [u8; 32] = k
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| Error::corrupt("token index", "malformed key"))?;
+                Ok((h, codec::decode("token record", &v)?))
+            })
+            .collect()
+    }
+
+    /// Removes the token with hash `hash`; true if it existed.
+    pub fn remove_token(&self, hash: &[u8; 32]) -> Result<bool> {
+        Ok(self
+            .tree(T_TOKENS)
+            .remove(hash)
+            .map_err(sled_err("revoke token"))?
+            .is_some())
     }
 
     /// Chunk records, for gc and verify: (BLAKE3, record) in key order.

@@ -130,3 +130,16 @@ pub struct FormatRec {
     /// Chunking parameters fixed at creation.
     pub chunking: crate::content::ChunkingParams,
 }
+
+/// `tokens`: BLAKE3 of the secret → an API token (the secret itself is never stored).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRec {
+    /// The organization the token belongs to.
+    pub org: String,
+    /// Granted scopes (`project:read`, `project:releases`, ...).
+    pub scopes: Vec<String>,
+    /// A free-form label.
+    pub label: String,
+    /// Creation time, ms since the epoch.
+    pub created_ms: i64,
+}

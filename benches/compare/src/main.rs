@@ -1,0 +1,2 @@
+//! Comparison harness (placeholder).
+fn main() {}

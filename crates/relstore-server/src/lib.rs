@@ -1,0 +1,1 @@
+//! The relstore HTTP server (Sentry release-files protocol).
