@@ -30,15 +30,18 @@
 
 pub mod content;
 pub mod error;
+mod gc;
 mod group_commit;
 pub mod index;
 pub mod key;
 pub mod segment;
 mod store;
 pub mod tokens;
+mod verify;
 
 pub use content::{ChunkingParams, ContentReader};
 pub use error::{Error, Result};
+pub use gc::{GcReport, COMPACT_BELOW};
 pub use key::{FileKey, ReleaseScope};
 pub use segment::ReadMode;
 pub use store::{
@@ -46,6 +49,7 @@ pub use store::{
     Stats, Store, StoreOptions, FORMAT_VERSION, MAX_HEADERS,
 };
 pub use tokens::{TokenInfo, ALL_SCOPES};
+pub use verify::{Fault, Progress, VerifyReport};
 
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {

@@ -349,6 +349,12 @@ impl Segments {
             .collect()
     }
 
+    /// Id and length of the active segment.
+    pub fn active_segment(&self) -> (u32, u64) {
+        let a = self.lock_active();
+        (a.id, a.len)
+    }
+
     /// Total bytes of all segment files.
     pub fn disk_bytes(&self) -> u64 {
         let active = self.lock_active().len;

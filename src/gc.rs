@@ -1,0 +1,225 @@
+//! `Store::gc`: reclaim the space of chunks no content uses any more.
+//!
+//! Deleting a file only lowers refcounts; a chunk whose refcount reaches zero keeps its record
+//! (pointing at its bytes) so that an upload that already decided not to rewrite it can still
+//! revive it. gc runs with the store's mutation lock held exclusively (uploads, deletes and
+//! renames wait; readers never do), and in this order, each step durable before the next:
+//! 1. remove the records of chunks with refcount zero (one transaction per batch), sync the index;
+//! 2. pick segments whose live fraction is below [`COMPACT_BELOW`] (sealing the active segment
+//!    first if it qualifies); a segment with nothing live is simply deleted;
+//! 3. copy each picked segment's live records, CRC-checked, to the active segment; sync it;
+//! 4. point the moved chunks at their copies in one transaction; sync the index;
+//! 5. delete the old segment file. Readers holding it keep their map or handle until done, and a
+//!    reader that looked a chunk up before the move re-resolves it and reads the copy.
+//!
+//! A crash between any two steps leaves every live chunk reachable: before step 4 the index still
+//! points at the old file, after it at the synced copy. Bytes that were written but never indexed
+//! (an upload killed before its transaction) are dead from the start and go with their segment.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::error::{Error, Result};
+use crate::index::records::ChunkRec;
+use crate::segment::record::{check_record, HEADER_LEN};
+use crate::segment::{Location, SEGMENT_HEADER_LEN};
+use crate::store::Store;
+use crate::verify::Progress;
+
+/// A segment is compacted when less than this fraction of its record bytes is live.
+pub const COMPACT_BELOW: f64 = 0.5;
+/// Chunk records removed per transaction (keeps transactions small).
+const DROP_BATCH: usize = 8192;
+/// Bytes of copied records per append.
+const COPY_BATCH: usize = 1 << 20;
+
+/// What [`Store::gc`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GcReport {
+    /// Chunk records with refcount zero that were removed.
+    pub dead_chunks: u64,
+    /// Segments whose live records were copied elsewhere before deletion.
+    pub segments_compacted: u64,
+    /// Segment files deleted (compacted or entirely dead).
+    pub segments_removed: u64,
+    /// Live bytes copied by compaction.
+    pub bytes_copied: u64,
+    /// Bytes on disk (segments and index) before.
+    pub disk_before: u64,
+    /// Bytes on disk (segments and index) after.
+    pub disk_after: u64,
+    /// Segments left alone because a live record in them failed its check (run `verify`).
+    pub skipped_damaged: Vec<u32>,
+}
+
+impl GcReport {
+    /// Bytes given back to the file system.
+    pub fn reclaimed(&self) -> u64 {
+        self.disk_before.saturating_sub(self.disk_after)
+    }
+}
+
+impl fmt::Display for GcReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "reclaimed {} bytes ({} -> {} on disk): {} dead chunks dropped, {} segments removed ({} compacted, {} live bytes copied)",
+            self.reclaimed(),
+            self.disk_before,
+            self.disk_after,
+            self.dead_chunks,
+            self.segments_removed,
+            self.segments_compacted,
+            self.bytes_copied
+        )?;
+        if !self.skipped_damaged.is_empty() {
+            write!(
+                f,
+                "; skipped damaged segments {:?} (run verify)",
+                self.skipped_damaged
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Reclaims the space of unreferenced chunks (see the module docs). Uploads, deletes and
+    /// renames wait while it runs; reads do not.
+    pub fn gc(&self, progress: &mut dyn FnMut(Progress)) -> Result<GcReport> {
+        let inner = &*self.inner;
+        let _exclusive = inner.mutation.write().unwrap_or_else(|p| p.into_inner());
+        inner.segments.check_writable()?;
+        let mut report = GcReport {
+            disk_before: self.stats()?.disk_bytes,
+            ..GcReport::default()
+        };
+
+        // 1. Dead chunk records.
+        let mut dead = Vec::new();
+        let mut live: BTreeMap<u32, Vec<([u8; 32], ChunkRec)>> = BTreeMap::new();
+        for item in inner.index.all_chunks() {
+            let (id, rec) = item?;
+            if rec.refcount == 0 {
+                dead.push(id);
+            } else {
+                live.entry(rec.location.segment)
+                    .or_default()
+                    .push((id, rec));
+            }
+        }
+        let total = dead.len() as u64;
+        for (i, batch) in dead.chunks(DROP_BATCH).enumerate() {
+            report.dead_chunks += inner.index.drop_dead_chunks(batch)?;
+            progress(Progress {
+                phase: "scan",
+                done: ((i + 1) * DROP_BATCH).min(dead.len()) as u64,
+                total,
+            });
+        }
+        inner.sync_index()?;
+
+        // 2. Pick segments.
+        let live_bytes = |id: u32| -> u64 {
+            live.get(&id).map_or(0, |v| {
+                v.iter()
+                    .map(|(_, r)| (HEADER_LEN + r.len as usize) as u64)
+                    .sum()
+            })
+        };
+        let qualifies = |id: u32, len: u64| {
+            let body = len.saturating_sub(SEGMENT_HEADER_LEN as u64);
+            body > 0 && (live_bytes(id) as f64) < COMPACT_BELOW * body as f64
+        };
+        let (active_id, active_len) = inner.segments.active_segment();
+        if qualifies(active_id, active_len) {
+            inner.segments.seal_active()?;
+        }
+        let picked: Vec<u32> = inner
+            .segments
+            .sealed_segments()
+            .into_iter()
+            .filter(|&(id, len)| qualifies(id, len))
+            .map(|(id, _)| id)
+            .collect();
+
+        // 3-5. Copy, switch, delete, one segment at a time.
+        let total = picked.len() as u64;
+        for (i, seg) in picked.into_iter().enumerate() {
+            progress(Progress {
+                phase: "compact",
+                done: i as u64,
+                total,
+            });
+            let mut records = live.remove(&seg).unwrap_or_default();
+            records.sort_by_key(|(_, r)| r.location.offset);
+            match self.copy_records(&records, &mut report) {
+                Ok(moves) => {
+                    if !moves.is_empty() {
+                        inner.segments.sync_all()?;
+                        inner.index.relocate_chunks(&moves)?;
+                        inner.sync_index()?;
+                        report.segments_compacted += 1;
+                    }
+                    inner.segments.remove(seg)?;
+                    report.segments_removed += 1;
+                }
+                Err(Error::Corrupt { .. }) => report.skipped_damaged.push(seg),
+                Err(e) => return Err(e),
+            }
+        }
+        progress(Progress {
+            phase: "compact",
+            done: total,
+            total,
+        });
+        report.disk_after = self.stats()?.disk_bytes;
+        Ok(report)
+    }
+
+    /// Appends CRC-checked copies of `records` to the active segment. Returns the moves.
+    fn copy_records(
+        &self,
+        records: &[([u8; 32], ChunkRec)],
+        report: &mut GcReport,
+    ) -> Result<Vec<([u8; 32], Location, Location)>> {
+        let inner = &*self.inner;
+        let mut moves = Vec::with_capacity(records.len());
+        let mut batch: Vec<u8> = Vec::with_capacity(COPY_BATCH + (64 << 10));
+        let mut pending: Vec<([u8; 32], Location, usize)> = Vec::new();
+        let mut flush =
+            |batch: &mut Vec<u8>, pending: &mut Vec<([u8; 32], Location, usize)>| -> Result<()> {
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                let (at, _ticket) = inner.segments.append(batch)?;
+                for (id, from, off) in pending.drain(..) {
+                    moves.push((
+                        id,
+                        from,
+                        Location {
+                            segment: at.segment,
+                            offset: at.offset + off as u64,
+                        },
+                    ));
+                }
+                batch.clear();
+                Ok(())
+            };
+        for (id, rec) in records {
+            let run = inner
+                .segments
+                .read(rec.location, HEADER_LEN + rec.len as usize)?;
+            // Never copy bytes that fail their check: a damaged chunk stays where verify finds it.
+            check_record(run.as_slice(), rec.len, rec.crc32, id)?;
+            pending.push((*id, rec.location, batch.len()));
+            batch.extend_from_slice(run.as_slice());
+            report.bytes_copied += u64::from(rec.len);
+            if batch.len() >= COPY_BATCH {
+                flush(&mut batch, &mut pending)?;
+            }
+        }
+        flush(&mut batch, &mut pending)?;
+        Ok(moves)
+    }
+}
