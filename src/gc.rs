@@ -89,7 +89,7 @@ impl Store {
     pub fn gc(&self, progress: &mut dyn FnMut(Progress)) -> Result<GcReport> {
         let inner = &*self.inner;
         let _exclusive = inner.mutation.write().unwrap_or_else(|p| p.into_inner());
-        inner.segments.check_writable()?;
+        inner.check_writable()?;
         let mut report = GcReport {
             disk_before: self.stats()?.disk_bytes,
             ..GcReport::default()

@@ -489,7 +489,7 @@ impl Store {
             validate_slug("project", p)?;
         }
         let projects: Vec<String> = projects.iter().map(|p| p.to_string()).collect();
-        let _m = self.inner.mutation_guard();
+        let _m = self.inner.mutation_guard()?;
         let (row, created) = self
             .inner
             .index
@@ -545,7 +545,7 @@ impl Store {
         version: &str,
         update: &ReleaseUpdate,
     ) -> Result<Release> {
-        let _m = self.inner.mutation_guard();
+        let _m = self.inner.mutation_guard()?;
         let row = self
             .inner
             .index
@@ -577,7 +577,7 @@ impl Store {
             .map(|p| ReleaseScope::project(org, p, version))
             .collect();
         scopes.push(ReleaseScope::org_wide(org, version));
-        let _m = self.inner.mutation_guard();
+        let _m = self.inner.mutation_guard()?;
         let n = self
             .inner
             .index
@@ -588,7 +588,7 @@ impl Store {
 
     /// Deletes every file of one scope of a release (the release stays). Returns the count.
     pub fn delete_files_in(&self, scope: &ReleaseScope) -> Result<u64> {
-        let _m = self.inner.mutation_guard();
+        let _m = self.inner.mutation_guard()?;
         let n = self.inner.index.delete_files_of(
             &scope.org,
             &scope.release,
@@ -644,10 +644,10 @@ impl Store {
         key.validate()?;
         let headers = validate_headers(headers)?;
         let inner = &*self.inner;
-        inner.segments.check_writable()?;
+        inner.check_writable()?;
         // Fail before reading a byte when the target cannot be written.
         self.check_target(key, overwrite)?;
-        let _m = inner.mutation_guard();
+        let _m = inner.mutation_guard()?;
         let mut written: HashMap<[u8; 32], Location> = HashMap::new();
         let mut batch: Vec<u8> = Vec::new();
         let mut batch_ids: Vec<([u8; 32], usize)> = Vec::new();
@@ -835,7 +835,7 @@ impl Store {
         if let Some(d) = dist {
             crate::key::validate_dist(d)?;
         }
-        let _m = self.inner.mutation_guard();
+        let _m = self.inner.mutation_guard()?;
         let row = self.inner.index.rename_file(id, name, dist)?;
         self.inner.durable_index()?;
         Ok(FileRecord::from_row(row))
@@ -843,7 +843,7 @@ impl Store {
 
     /// Deletes file `id`. Returns the deleted file, or `None` when there was none.
     pub fn delete_file(&self, id: u64) -> Result<Option<FileRecord>> {
-        let _m = self.inner.mutation_guard();
+        let _m = self.inner.mutation_guard()?;
         let row = self.inner.index.delete_file(id)?;
         if row.is_some() {
             self.inner.durable_index()?;
@@ -872,8 +872,21 @@ impl Store {
 }
 
 impl Inner {
-    pub(crate) fn mutation_guard(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.mutation.read().unwrap_or_else(|p| p.into_inner())
+    /// Admits one index mutation: shared with other mutations, exclusive with gc. Refused once a
+    /// sync has failed (segments or index): what that sync covered may not be on disk, so no
+    /// later write may be acknowledged until the store is reopened and recovered.
+    pub(crate) fn mutation_guard(&self) -> Result<std::sync::RwLockReadGuard<'_, ()>> {
+        self.check_writable()?;
+        Ok(self.mutation.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Fails with [`Error::Poisoned`] after any failed sync.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        self.segments.check_writable()?;
+        match self.index_sync.failure() {
+            Some(cause) => Err(Error::Poisoned { cause }),
+            None => Ok(()),
+        }
     }
 
     /// Flushes sled and `fdatasync`s its log, shared by concurrent callers.

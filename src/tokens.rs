@@ -89,7 +89,7 @@ impl Store {
             created_ms: now_ms(),
         };
         let h = hash(&secret);
-        let _m = self.inner.mutation_guard();
+        let _m = self.inner.mutation_guard()?;
         self.inner.index.put_token(&h, &rec)?;
         self.inner.sync_index()?;
         Ok((secret, TokenInfo::new(&h, rec)))
@@ -118,7 +118,7 @@ impl Store {
 
     /// Revokes the token whose id (see [`TokenInfo::id`]) is `id`. Returns false if none matches.
     pub fn revoke_token(&self, id: &str) -> Result<bool> {
-        let _m = self.inner.mutation_guard();
+        let _m = self.inner.mutation_guard()?;
         for (h, _) in self.inner.index.tokens()? {
             if crate::hex(&h[..8]) == id {
                 let removed = self.inner.index.remove_token(&h)?;
