@@ -648,57 +648,9 @@ impl Store {
         // Fail before reading a byte when the target cannot be written.
         self.check_target(key, overwrite)?;
         let _m = inner.mutation_guard()?;
-        let mut written: HashMap<[u8; 32], Location> = HashMap::new();
-        let mut batch: Vec<u8> = Vec::new();
-        let mut batch_ids: Vec<([u8; 32], usize)> = Vec::new();
-        let mut ticket = None;
-        let mut flush = |batch: &mut Vec<u8>,
-                         ids: &mut Vec<([u8; 32], usize)>,
-                         written: &mut HashMap<[u8; 32], Location>|
-         -> Result<()> {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let (at, t) = inner.segments.append(batch)?;
-            for (id, off) in ids.drain(..) {
-                written.insert(
-                    id,
-                    Location {
-                        segment: at.segment,
-                        offset: at.offset + off as u64,
-                    },
-                );
-            }
-            batch.clear();
-            ticket = Some(t);
-            Ok(())
-        };
-        let ingested = {
-            let mut on_chunk = |data: &[u8], meta: &ingest::ChunkMeta| -> Result<()> {
-                if written.contains_key(&meta.blake3)
-                    || batch_ids.iter().any(|(id, _)| *id == meta.blake3)
-                    || inner.index.has_chunk(&meta.blake3)?
-                {
-                    return Ok(());
-                }
-                batch_ids.push((meta.blake3, batch.len()));
-                encode_record(&mut batch, data, meta.crc32, &meta.blake3);
-                if batch.len() >= APPEND_BATCH {
-                    flush(&mut batch, &mut batch_ids, &mut written)?;
-                }
-                Ok(())
-            };
-            ingest::ingest(
-                reader,
-                inner.chunking,
-                inner.opts.max_upload_bytes,
-                &mut on_chunk,
-            )?
-        };
-        flush(&mut batch, &mut batch_ids, &mut written)?;
-        if let (Some(t), Durability::Immediate) = (ticket, inner.opts.durability) {
-            inner.segments.sync(t)?;
-        }
+        let staged = inner.stage(reader, inner.opts.max_upload_bytes)?;
+        inner.sync_staged(&staged)?;
+        let (ingested, written) = (staged.ingested, staged.written);
         let id = inner.index.next_id()?;
         let (row, _replaced) = inner.index.commit_upload(&UploadCommit {
             key,
@@ -871,7 +823,79 @@ impl Store {
     }
 }
 
+/// An upload streamed into the segments but not yet in the index.
+pub(crate) struct Staged {
+    /// Hashes and chunk list.
+    pub(crate) ingested: ingest::Ingested,
+    /// Chunks this upload appended (absent from the index when it looked).
+    pub(crate) written: HashMap<[u8; 32], Location>,
+    /// Sync ticket of the last append, if anything was appended.
+    pub(crate) ticket: Option<u64>,
+}
+
 impl Inner {
+    /// Streams `reader` once (see [`ingest::ingest`]) and appends its chunks that the index does
+    /// not hold yet to the active segment, in batches. Call with the mutation guard held, and
+    /// commit (or drop) the result before releasing it.
+    pub(crate) fn stage(&self, reader: &mut dyn Read, limit: u64) -> Result<Staged> {
+        let mut written: HashMap<[u8; 32], Location> = HashMap::new();
+        let mut batch: Vec<u8> = Vec::new();
+        let mut batch_ids: Vec<([u8; 32], usize)> = Vec::new();
+        let mut ticket = None;
+        let mut flush = |batch: &mut Vec<u8>,
+                         ids: &mut Vec<([u8; 32], usize)>,
+                         written: &mut HashMap<[u8; 32], Location>|
+         -> Result<()> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let (at, t) = self.segments.append(batch)?;
+            for (id, off) in ids.drain(..) {
+                written.insert(
+                    id,
+                    Location {
+                        segment: at.segment,
+                        offset: at.offset + off as u64,
+                    },
+                );
+            }
+            batch.clear();
+            ticket = Some(t);
+            Ok(())
+        };
+        let ingested = {
+            let mut on_chunk = |data: &[u8], meta: &ingest::ChunkMeta| -> Result<()> {
+                if written.contains_key(&meta.blake3)
+                    || batch_ids.iter().any(|(id, _)| *id == meta.blake3)
+                    || self.index.has_chunk(&meta.blake3)?
+                {
+                    return Ok(());
+                }
+                batch_ids.push((meta.blake3, batch.len()));
+                encode_record(&mut batch, data, meta.crc32, &meta.blake3);
+                if batch.len() >= APPEND_BATCH {
+                    flush(&mut batch, &mut batch_ids, &mut written)?;
+                }
+                Ok(())
+            };
+            ingest::ingest(reader, self.chunking, limit, &mut on_chunk)?
+        };
+        flush(&mut batch, &mut batch_ids, &mut written)?;
+        Ok(Staged {
+            ingested,
+            written,
+            ticket,
+        })
+    }
+
+    /// Makes a staged upload's bytes durable before its index transaction (`Immediate`).
+    pub(crate) fn sync_staged(&self, staged: &Staged) -> Result<()> {
+        match (staged.ticket, self.opts.durability) {
+            (Some(t), Durability::Immediate) => self.segments.sync(t),
+            _ => Ok(()),
+        }
+    }
+
     /// Admits one index mutation: shared with other mutations, exclusive with gc. Refused once a
     /// sync has failed (segments or index): what that sync covered may not be on disk, so no
     /// later write may be acknowledged until the store is reopened and recovered.
