@@ -36,6 +36,8 @@ pub mod index;
 pub mod key;
 pub mod segment;
 mod store;
+#[doc(hidden)]
+pub mod testing;
 pub mod tokens;
 mod verify;
 

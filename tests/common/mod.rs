@@ -1,0 +1,193 @@
+//! Helpers shared by the integration tests: deterministic content generators, store set-up and
+//! the chunk arithmetic the tests use as their independent expectation.
+//!
+//! Every test binary includes this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use relstore::{ChunkingParams, FileKey, FileRecord, Store, StoreOptions};
+
+/// splitmix64: a tiny, well-mixed generator; the tests need reproducible bytes, not security.
+pub fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A sequential pseudo-random stream.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(1);
+        splitmix(self.0)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// One of `items`.
+    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+/// `len` bytes of minified-JavaScript-like text: many short statements drawn from a small
+/// vocabulary with varying identifiers and numbers, the kind of content release pipelines upload.
+/// The same `seed` always gives the same bytes, and a shorter `len` gives a prefix.
+pub fn js_like(seed: u64, len: usize) -> Vec<u8> {
+    const KW: &[&str] = &[
+        "function", "var", "let", "const", "return", "if", "else", "for", "while", "new",
+    ];
+    const IDENT: &[&str] = &[
+        "a",
+        "b",
+        "e",
+        "t",
+        "n",
+        "r",
+        "o",
+        "i",
+        "module",
+        "exports",
+        "require",
+        "render",
+        "props",
+        "state",
+        "value",
+        "index",
+        "length",
+        "push",
+        "map",
+        "filter",
+        "reduce",
+        "console",
+        "log",
+        "window",
+        "document",
+        "createElement",
+        "useState",
+        "useEffect",
+    ];
+    const PUNCT: &[&str] = &[
+        "(", ")", "{", "}", ";", ",", ".", "=", "=>", "+", "&&", "||", "?",
+    ];
+    let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
+    let mut out = Vec::with_capacity(len + 256);
+    while out.len() < len {
+        match rng.below(10) {
+            0 => {
+                let n = rng.below(1 << 20);
+                out.extend_from_slice(format!("/* module {n} */\n").as_bytes());
+            }
+            1 => {
+                let (k, a, b) = (rng.pick(KW), rng.pick(IDENT), rng.next_u64() & 0xffff);
+                out.extend_from_slice(
+                    format!("{k} _{a}{b:x}=\"{:08x}\";", rng.next_u64()).as_bytes(),
+                );
+            }
+            2 => {
+                let n = rng.below(5000);
+                out.extend_from_slice(
+                    format!("{}.{}({n});", rng.pick(IDENT), rng.pick(IDENT)).as_bytes(),
+                );
+            }
+            _ => {
+                for _ in 0..rng.below(12) + 3 {
+                    let w = match rng.below(3) {
+                        0 => rng.pick(KW),
+                        1 => rng.pick(IDENT),
+                        _ => rng.pick(PUNCT),
+                    };
+                    out.extend_from_slice(w.as_bytes());
+                    if rng.below(3) == 0 {
+                        out.push(b' ');
+                    }
+                }
+                if rng.below(4) == 0 {
+                    out.push(b'\n');
+                }
+            }
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+/// A random-access pseudo-random byte stream: byte `i` depends only on `(seed, i)`, so any range
+/// can be recomputed without generating what precedes it.
+pub fn random_bytes_at(seed: u64, offset: u64, out: &mut [u8]) {
+    let mut pos = offset;
+    let mut i = 0;
+    while i < out.len() {
+        let word = splitmix(seed ^ (pos / 8).wrapping_mul(0xA24B_AED4_963E_E407)).to_le_bytes();
+        let within = (pos % 8) as usize;
+        let n = (8 - within).min(out.len() - i);
+        out[i..i + n].copy_from_slice(&word[within..within + n]);
+        i += n;
+        pos += n as u64;
+    }
+}
+
+/// Options for a test store at `dir`: a small sled cache so many stores fit in memory at once.
+pub fn options(dir: &std::path::Path) -> StoreOptions {
+    StoreOptions::new(dir).cache_bytes(4 << 20)
+}
+
+/// Lengths of the chunks FastCDC cuts `data` into with `params`: the tests' expectation of what
+/// the store keeps, computed by the fastcdc crate's own in-memory chunker.
+pub fn chunk_lengths(data: &[u8], params: ChunkingParams) -> Vec<usize> {
+    fastcdc::v2020::FastCDC::new(data, params.min, params.avg, params.max)
+        .map(|c| c.length)
+        .collect()
+}
+
+/// BLAKE3 → length of every distinct chunk of `data`.
+pub fn chunk_set(data: &[u8], params: ChunkingParams) -> HashMap<[u8; 32], u64> {
+    let mut out = HashMap::new();
+    let mut at = 0;
+    for len in chunk_lengths(data, params) {
+        out.insert(*blake3::hash(&data[at..at + len]).as_bytes(), len as u64);
+        at += len;
+    }
+    out
+}
+
+/// Sum of the sizes of the distinct chunks of all `contents` together.
+pub fn distinct_chunk_bytes<'a>(
+    contents: impl IntoIterator<Item = &'a [u8]>,
+    params: ChunkingParams,
+) -> u64 {
+    let mut all = HashMap::new();
+    for c in contents {
+        all.extend(chunk_set(c, params));
+    }
+    all.values().sum()
+}
+
+/// SHA-1 of `data`.
+pub fn sha1(data: &[u8]) -> [u8; 20] {
+    use sha1::Digest;
+    sha1::Sha1::digest(data).into()
+}
+
+/// Uploads `data` as `key` without headers, failing the test on error.
+pub fn put(store: &Store, key: &FileKey, data: &[u8]) -> FileRecord {
+    store
+        .upload(key, &[], &mut &data[..], false)
+        .unwrap_or_else(|e| panic!("upload {key}: {e}"))
+}
+
+/// Reads a whole file through its streaming reader.
+pub fn read_all(store: &Store, file: &FileRecord) -> Vec<u8> {
+    let mut r = store.open_file(file).expect("open file");
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).expect("read file");
+    out
+}
