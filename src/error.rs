@@ -91,6 +91,17 @@ pub enum Error {
         /// sled's message.
         detail: String,
     },
+    /// A source bundle is malformed or unsafe (corrupt ZIP, path outside `files/`, zip bomb, ...).
+    #[error("the bundle is invalid: {0}")]
+    InvalidBundle(String),
+    /// Uploaded bytes do not have the SHA-1 the client declared; nothing was indexed.
+    #[error("checksum mismatch: expected {expected}, the bytes have {actual}")]
+    ChecksumMismatch {
+        /// The declared SHA-1 (hex).
+        expected: String,
+        /// The SHA-1 of the bytes received (hex).
+        actual: String,
+    },
     /// The reader supplying upload bytes failed; nothing was indexed.
     #[error("reading the upload failed: {0}")]
     Source(#[source] io::Error),

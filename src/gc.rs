@@ -36,6 +36,10 @@ const COPY_BATCH: usize = 1 << 20;
 /// What [`Store::gc`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GcReport {
+    /// Upload pieces past their grace period that were dropped.
+    pub expired_pieces: u64,
+    /// Assembled bundle files past their grace period that were dropped (entries stay).
+    pub expired_bundles: u64,
     /// Chunk records with refcount zero that were removed.
     pub dead_chunks: u64,
     /// Segments whose live records were copied elsewhere before deletion.
@@ -94,6 +98,12 @@ impl Store {
             disk_before: self.stats()?.disk_bytes,
             ..GcReport::default()
         };
+
+        // 0. Upload pieces and bundle files past their grace period release their contents.
+        let cutoff = crate::store::now_ms() - inner.opts.piece_grace.as_millis() as i64;
+        let (pieces, bundles) = inner.index.expire_pieces(cutoff)?;
+        report.expired_pieces = pieces;
+        report.expired_bundles = bundles;
 
         // 1. Dead chunk records.
         let mut dead = Vec::new();

@@ -28,6 +28,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod assemble;
+pub mod bundle;
 pub mod content;
 pub mod error;
 mod gc;
@@ -41,6 +43,7 @@ pub mod testing;
 pub mod tokens;
 mod verify;
 
+pub use assemble::{AssembleOutcome, AssembleRequest, BundleEntry, MAX_PIECE_BYTES};
 pub use content::{ChunkingParams, ContentReader};
 pub use error::{Error, Result};
 pub use gc::{GcReport, COMPACT_BELOW};
@@ -51,6 +54,8 @@ pub use store::{
     Stats, Store, StoreOptions, FORMAT_VERSION, MAX_HEADERS,
 };
 pub use tokens::{TokenInfo, ALL_SCOPES};
+mod server_support;
+pub use server_support::UploadTarget;
 pub use verify::{Fault, Progress, VerifyReport};
 
 /// Lower-case hex of `bytes`.

@@ -69,6 +69,9 @@ pub struct StoreOptions {
     pub read_mode: ReadMode,
     /// Segment file I/O (replace it to inject faults in tests).
     pub io: Arc<dyn SegmentIo>,
+    /// How long gc keeps upload pieces and assembled bundle files that no file needs (24 h,
+    /// as Sentry does).
+    pub piece_grace: Duration,
 }
 
 impl StoreOptions {
@@ -84,7 +87,14 @@ impl StoreOptions {
             max_upload_bytes: 1 << 30,
             read_mode: ReadMode::Mmap,
             io: Arc::new(StdIo),
+            piece_grace: Duration::from_secs(24 * 3600),
         }
+    }
+
+    /// Sets the grace period of upload pieces.
+    pub fn piece_grace(mut self, d: Duration) -> Self {
+        self.piece_grace = d;
+        self
     }
 
     /// Sets the durability.
@@ -893,6 +903,14 @@ impl Inner {
         match (staged.ticket, self.opts.durability) {
             (Some(t), Durability::Immediate) => self.segments.sync(t),
             _ => Ok(()),
+        }
+    }
+
+    /// Syncs every append so far when durability is `Immediate` (before an index transaction).
+    pub(crate) fn sync_segments_if_immediate(&self) -> Result<()> {
+        match self.opts.durability {
+            Durability::Immediate => self.segments.sync_all(),
+            Durability::Batched { .. } => Ok(()),
         }
     }
 

@@ -15,8 +15,13 @@
 //! - `releases`: org ‖ version → [`ReleaseRec`]; `projects`: org ‖ slug → [`ProjectRec`]
 //! - `meta`: `stats` → [`Counters`]
 //! - `tokens`: BLAKE3 of an API token → [`TokenRec`]
+//! - `pieces`, `bundles`, `bundle_entries`, `debug_ids`: chunk upload and artifact bundles
+//!   (see `pieces.rs`)
 
 pub mod codec;
+mod pieces;
+
+pub use pieces::BundleCommit;
 pub mod records;
 
 use std::collections::{HashMap, HashSet};
@@ -51,7 +56,11 @@ const T_RELEASES: usize = 6;
 const T_PROJECTS: usize = 7;
 const T_META: usize = 8;
 const T_TOKENS: usize = 9;
-const TREE_NAMES: [&str; 10] = [
+const T_PIECES: usize = 10;
+const T_BUNDLES: usize = 11;
+const T_BUNDLE_ENTRIES: usize = 12;
+const T_DEBUG_IDS: usize = 13;
+const TREE_NAMES: [&str; 14] = [
     "files",
     "file_ids",
     "contents",
@@ -62,6 +71,10 @@ const TREE_NAMES: [&str; 10] = [
     "projects",
     "meta",
     "tokens",
+    "pieces",
+    "bundles",
+    "bundle_entries",
+    "debug_ids",
 ];
 const STATS_KEY: &[u8] = b"stats";
 
@@ -802,7 +815,7 @@ impl Index {
 
     /// Recomputes every refcount and counter from the file rows (verify's ground truth).
     pub fn expected_refcounts(&self) -> Result<(HashMap<[u8; 32], u64>, HashMap<[u8; 32], u64>)> {
-        let mut contents: HashMap<[u8; 32], u64> = HashMap::new();
+        let mut contents: HashMap<[u8; 32], u64> = self.piece_and_bundle_refs()?;
         for row in self.all_files() {
             *contents.entry(row?.rec.content).or_default() += 1;
         }

@@ -143,3 +143,41 @@ pub struct TokenRec {
     /// Creation time, ms since the epoch.
     pub created_ms: i64,
 }
+
+/// `pieces`: org ‖ SHA-1 → an upload piece (Sentry's "chunk") owned by that org.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceRec {
+    /// BLAKE3 of the piece's content (the piece holds one reference to it).
+    pub content: [u8; 32],
+    /// When it was last uploaded, ms since the epoch (gc expires it after the grace period).
+    pub created_ms: i64,
+}
+
+/// `bundles`: org ‖ checksum → an assembled artifact bundle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleRec {
+    /// The bundle file's own content while it is kept (gc drops it after the grace period).
+    pub bundle_content: Option<[u8; 32]>,
+    /// Assembly time, ms since the epoch.
+    pub created_ms: i64,
+    /// Number of entries in `bundle_entries`.
+    pub entry_count: u32,
+}
+
+/// `bundle_entries`: org ‖ checksum ‖ entry number (u32 BE) → one file of a bundle. The bundle
+/// holds one reference to each entry's content, so a later assemble can project it again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleEntryRec {
+    /// The file's URL (its release-file name), e.g. `~/static/app.js`.
+    pub url: String,
+    /// Headers from the manifest.
+    pub headers: Vec<(String, String)>,
+    /// BLAKE3 of the entry's content.
+    pub content: [u8; 32],
+    /// SHA-1 of the entry's content.
+    pub sha1: [u8; 20],
+    /// Size of the entry.
+    pub size: u64,
+    /// The `debug-id` header, lower-cased, if any.
+    pub debug_id: Option<String>,
+}
