@@ -42,6 +42,7 @@ pub struct AssembleRequest<'a> {
 
 /// The answer to an assemble request.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AssembleOutcome {
     /// Pieces that `org` has not uploaded (empty when the request named none).
     Missing(Vec<[u8; 20]>),
