@@ -1,0 +1,101 @@
+//! Deterministic inputs and the limit computations (what the hardware allows for the same bytes).
+
+use sha1::Digest;
+
+/// xorshift64*: fast, deterministic, incompressible enough for a benchmark.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    /// The next 64 bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Fills `buf` with pseudo-random bytes.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        let mut chunks = buf.chunks_exact_mut(8);
+        for c in &mut chunks {
+            c.copy_from_slice(&self.next_u64().to_le_bytes());
+        }
+        let rest = chunks.into_remainder();
+        let v = self.next_u64().to_le_bytes();
+        let n = rest.len();
+        rest.copy_from_slice(&v[..n]);
+    }
+    /// A uniform float in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The small-file set of W1: `n` files, sizes log-uniform between 1 KiB and 200 KiB (the bulk
+/// of real release artifacts), distinct random contents, names like a web build's.
+pub fn small_set(n: usize, seed: u64) -> Vec<(String, Vec<u8>)> {
+    let mut rng = Rng::new(seed);
+    let (lo, hi) = ((1024f64).ln(), ((200 << 10) as f64).ln());
+    (0..n)
+        .map(|i| {
+            let size = (lo + (hi - lo) * rng.unit()).exp() as usize;
+            let mut data = vec![0u8; size];
+            rng.fill(&mut data);
+            let ext = if i % 3 == 0 { "js.map" } else { "js" };
+            (format!("~/static/js/chunk-{i:06}.{ext}"), data)
+        })
+        .collect()
+}
+
+/// Writes `size` pseudo-random bytes to `path` (a W2 source file).
+pub fn write_source(path: &std::path::Path, size: u64, seed: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut rng = Rng::new(seed);
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill(&mut buf[..n]);
+        f.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    f.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+/// The whole ingest computation on one thread: FastCDC cut points (16 KiB average), BLAKE3 and
+/// CRC32 of every chunk, BLAKE3 and SHA-1 of the whole. Returns the number of chunks.
+pub fn ingest_one_core(data: &[u8]) -> usize {
+    let p = relstore::ChunkingParams::default();
+    let mut whole = blake3::Hasher::new();
+    let mut sha = sha1::Sha1::new();
+    let mut n = 0;
+    for c in fastcdc::v2020::FastCDC::new(data, p.min, p.avg, p.max) {
+        let chunk = &data[c.offset..c.offset + c.length];
+        std::hint::black_box(blake3::hash(chunk));
+        std::hint::black_box(crc32fast::hash(chunk));
+        whole.update(chunk);
+        sha.update(chunk);
+        n += 1;
+    }
+    std::hint::black_box(whole.finalize());
+    std::hint::black_box(sha.finalize());
+    n
+}
+
+/// relstore's own one-pass ingest (its SHA-1 runs on a second thread above 1 MiB).
+pub fn ingest_relstore(data: &[u8]) -> usize {
+    let got = relstore::content::ingest::ingest(
+        &mut &data[..],
+        relstore::ChunkingParams::default(),
+        u64::MAX,
+        &mut |_, _| Ok(()),
+    )
+    .expect("in-memory ingest cannot fail");
+    got.chunks.len()
+}
