@@ -301,6 +301,20 @@ pub struct Stats {
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
+    /// Shared by the handles only (not by readers or the flush thread): the last handle to go
+    /// stops the flush thread before releasing `inner`. Otherwise the flush thread, holding a
+    /// strong reference mid-sync, could be the one to drop `Inner`: it would join itself (a
+    /// panic) and the store would stay locked after the caller dropped it.
+    _handles: Arc<Handles>,
+}
+
+#[derive(Debug)]
+struct Handles(Arc<Inner>);
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        self.0.stop_flusher();
+    }
 }
 
 #[derive(Debug)]
@@ -320,8 +334,9 @@ pub(crate) struct Inner {
     _lock: File,
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
+impl Inner {
+    /// Stops the flush thread and waits for it (a no-op once stopped).
+    fn stop_flusher(&self) {
         {
             let (m, cv) = &*self.stop;
             *m.lock().unwrap_or_else(|p| p.into_inner()) = true;
@@ -333,8 +348,16 @@ impl Drop for Inner {
             .unwrap_or_else(|p| p.into_inner())
             .take()
         {
-            let _ = h.join();
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
         }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop_flusher();
         // Best effort: make a clean close durable whatever the durability setting.
         let _ = self.segments.sync_all();
         let _ = self.index.flush();
@@ -465,7 +488,10 @@ impl Store {
                 .map_err(|e| Error::io("start flush thread", &inner.path, e))?;
             *inner.flusher.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         }
-        Ok(Store { inner })
+        Ok(Store {
+            _handles: Arc::new(Handles(inner.clone())),
+            inner,
+        })
     }
 
     /// Opens the store at `path` with default options.

@@ -685,3 +685,23 @@ fn reopen_keeps_every_file_and_id() {
     let new = put(&store, &scopes[0].file("new.js", None), b"n");
     assert!(files.iter().all(|(f, _)| f.id != new.id));
 }
+
+/// Regression: with `Batched`, the flush thread holds the store for the length of each sync.
+/// Dropping the last handle during one left the store locked (and the thread joining itself).
+#[test]
+fn dropping_a_batched_store_releases_it_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let scope = ReleaseScope::org_wide("acme", "1.0");
+    let opts = options(dir.path()).durability(Durability::Batched {
+        interval: Duration::from_millis(1),
+    });
+    for i in 0..100 {
+        let store = Store::open(opts.clone())
+            .unwrap_or_else(|e| panic!("reopen {i} after dropping the store: {e}"));
+        store.create_release("acme", "1.0", &[]).unwrap();
+        put(&store, &scope.file(&format!("f{i}"), None), &[i as u8; 100]);
+        drop(store);
+    }
+    let store = Store::open(opts).unwrap();
+    assert_eq!(store.stats().unwrap().files, 100);
+}

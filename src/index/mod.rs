@@ -186,18 +186,34 @@ pub struct ReleaseRow {
 
 impl Index {
     /// Opens (creating) the sled database at `dir`.
+    ///
+    /// The caller holds the store's `LOCK`, so a busy sled lock can only belong to an instance
+    /// this process just dropped: sled 0.34 releases it from background threads a moment after
+    /// `Db` is dropped (sled issues #1234, #1289). Such a lock is waited for, up to 5 seconds.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Index> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            // relstore decides when the index is flushed (see `Store`), so that it is never
-            // made durable ahead of the segment bytes it refers to.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) => Error::io("open index", dir, io),
-                other => Error::index("open index", other),
-            })?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut pause = std::time::Duration::from_millis(1);
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                // relstore decides when the index is flushed (see `Store`), so that it is never
+                // made durable ahead of the segment bytes it refers to.
+                .flush_every_ms(None)
+                .open();
+            match opened {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io))
+                    if io.to_string().starts_with("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(50));
+                }
+                Err(sled::Error::Io(io)) => return Err(Error::io("open index", dir, io)),
+                Err(other) => return Err(Error::index("open index", other)),
+            }
+        };
         let trees = TREE_NAMES
             .iter()
             .map(|n| db.open_tree(n))
