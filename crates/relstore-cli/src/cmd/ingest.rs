@@ -61,7 +61,8 @@ pub struct IngestArgs {
     /// Print one JSON line per stored file and a summary object.
     #[arg(long)]
     json: bool,
-    /// Upload threads (default: four per core, so that reads and syncs overlap hashing).
+    /// Upload threads (default: four per core, so that file reads and index commits overlap
+    /// hashing).
     #[arg(long, short = 'j', value_name = "N")]
     jobs: Option<usize>,
     /// The directory to store.
