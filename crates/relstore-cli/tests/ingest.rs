@@ -443,3 +443,60 @@ fn verify_names_a_damaged_file_and_gc_reclaims_deleted_ones() {
     let text = env.ok(&["verify"]);
     assert!(!text.is_empty());
 }
+
+#[test]
+fn ingest_draws_progress_on_a_terminal_and_only_the_summary_when_piped() {
+    let env = Env::new();
+    let src = env.path().join("b");
+    build_tree(&src, 300);
+    let bin = assert_cmd::cargo::cargo_bin("relstore");
+    let line = format!(
+        "{} --data {} ingest -o acme -p web -r 1 {}",
+        bin.display(),
+        env.data().display(),
+        src.display()
+    );
+    // util-linux `script` runs the command on a pseudo-terminal and copies what it drew.
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .output()
+        .expect("`script` (util-linux) is needed to run a command on a terminal");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        tty.contains("ingest ") && tty.contains("/300 files"),
+        "{tty}"
+    );
+    assert!(tty.contains("ETA") && tty.contains("/s"), "{tty}");
+    assert!(
+        tty.contains("300 files (") && tty.contains("300 stored"),
+        "{tty}"
+    );
+
+    let o = env.run(&[
+        "ingest",
+        "-o",
+        "acme",
+        "-p",
+        "web",
+        "-r",
+        "2",
+        src.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        !stdout.contains("ETA") && !stdout.contains('\r'),
+        "{stdout}"
+    );
+}
