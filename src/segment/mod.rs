@@ -217,7 +217,7 @@ impl Segments {
                     }
                 }
             }
-            None => create_segment(&*io, dir, 1)?,
+            None => create_segment(&*io, dir, 1).map_err(|(e, _)| e)?,
         };
         Ok(Segments {
             dir: dir.to_owned(),
@@ -306,7 +306,12 @@ impl Segments {
             return Err(Error::io("sync segment", path, e));
         }
         let next = self.next_id(active.id);
-        let new = create_segment(&*self.io, &self.dir, next)?;
+        let new = create_segment(&*self.io, &self.dir, next).map_err(|(e, synced)| {
+            if synced {
+                self.sync.poison(format!("creating segment {next}: {e}"));
+            }
+            e
+        })?;
         let old = std::mem::replace(active, new);
         self.sealed
             .write()
@@ -449,18 +454,30 @@ fn check_header(file: &dyn SegmentFile, id: u32, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn create_segment(io: &dyn SegmentIo, dir: &Path, id: u32) -> Result<Active> {
+/// Creates segment `id` with its header, durably. On failure the file is removed again (so the
+/// next roll can reuse the id) and the flag tells whether a sync failed, which poisons the store.
+fn create_segment(io: &dyn SegmentIo, dir: &Path, id: u32) -> Result<Active, (Error, bool)> {
     let path = dir.join(segment_file_name(id));
     let file = io
         .create(&path)
-        .map_err(|e| Error::io("create segment", &path, e))?;
+        .map_err(|e| (Error::io("create segment", &path, e), false))?;
     let header = encode_segment_header(id);
-    file.write_all_at(&header, 0)
-        .and_then(|()| file.sync_data())
-        .map_err(|e| Error::io("write segment header", &path, e))?;
-    // The new directory entry must be durable before the index can refer to the file.
-    io.sync_dir(dir)
-        .map_err(|e| Error::io("sync segment directory", dir, e))?;
+    let done = match file.write_all_at(&header, 0) {
+        Err(e) => Err((Error::io("write segment header", &path, e), false)),
+        Ok(()) => match file.sync_data() {
+            Err(e) => Err((Error::io("sync segment header", &path, e), true)),
+            // The new directory entry must be durable before the index can refer to the file.
+            Ok(()) => io
+                .sync_dir(dir)
+                .map_err(|e| (Error::io("sync segment directory", dir, e), true)),
+        },
+    };
+    if let Err(e) = done {
+        // Nothing refers to the file yet; a leftover would make every later roll fail (the id
+        // is taken) and a torn header would make the next open fail.
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
     Ok(Active {
         id,
         file,

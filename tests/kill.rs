@@ -1,0 +1,493 @@
+//! Process-kill test: acknowledged writes survive `SIGKILL` at random moments.
+//!
+//! `kill_cycles` re-executes this test binary as a child (`kill_child`, ignored unless run by
+//! the parent) that uploads, overwrites and deletes from several threads and reports each step on
+//! stdout: `BEGIN upload <name> <gen>` / `ACK upload <name> <sha1> <gen>` and `BEGIN delete
+//! <name>` / `ACK delete <name>`, one flushed line each. `<gen>` names deterministic content, so
+//! the parent can rebuild the exact bytes. Each name belongs to one child thread, so the steps of
+//! one name are sequential: after a kill a name must hold its last acknowledged state, or the
+//! result of the one step that had begun and not been acknowledged.
+//!
+//! The parent kills the child after a random number of acknowledgements (sometimes after a random
+//! delay from start, so some kills land while the child recovers the store), reopens the store,
+//! checks every name byte for byte, checks that every listed file reads back bytes matching its
+//! SHA-1, closes the store and recounts every refcount and counter from the file records.
+//! Kill instants come from a seed printed at the start: `RELSTORE_KILL_SEED=<seed>` replays the
+//! same plan (thread interleavings differ from run to run, as they would in production).
+//! `RELSTORE_KILL_CYCLES` changes the number of cycles (default 30). One child thread runs
+//! `Store::gc` in a loop, so kills also land during compaction; every fifth reopen and the last
+//! one also run `Store::verify`, which must find nothing.
+
+#[path = "common/faulty_io.rs"]
+mod faulty_io;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use relstore::{
+    ChunkingParams, Durability, ListQuery, ReadMode, ReleaseScope, Store, StoreOptions,
+};
+use sha1::{Digest, Sha1};
+
+const CHILD_DIR_ENV: &str = "RELSTORE_KILL_CHILD_DIR";
+const CHILD_SEED_ENV: &str = "RELSTORE_KILL_CHILD_SEED";
+const THREADS: usize = 4;
+const NAMES: usize = 24;
+/// Upper bound on the steps of one child thread, so a child whose parent vanished ends.
+const MAX_STEPS_PER_THREAD: usize = 3000;
+/// How long the parent waits for a child line before declaring the child stuck.
+const LINE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// splitmix64: small, seedable, good enough to pick kill instants and content.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn scope() -> ReleaseScope {
+    ReleaseScope::project("acme", "web", "1.0")
+}
+
+fn name(i: usize) -> String {
+    format!("~/static/f{i:02}.js")
+}
+
+fn options(dir: &Path, read_mode: ReadMode) -> StoreOptions {
+    StoreOptions::new(dir)
+        .durability(Durability::Immediate)
+        // Small chunks and segments: many chunk records, shared chunks and segment rolls per
+        // cycle, so kills land in every part of the write path.
+        .chunking(ChunkingParams {
+            min: 1024,
+            avg: 4096,
+            max: 16384,
+        })
+        .segment_max_bytes(256 << 10)
+        .cache_bytes(4 << 20)
+        .read_mode(read_mode)
+}
+
+/// Four fixed pseudo-random blobs that contents are cut from, so different contents share chunks.
+fn bases() -> &'static [Vec<u8>] {
+    static BASES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    BASES.get_or_init(|| {
+        (0..4u64)
+            .map(|b| {
+                let mut r = Rng(0xB10B ^ b);
+                (0..(160 << 10) / 8)
+                    .flat_map(|_| r.next().to_le_bytes())
+                    .collect()
+            })
+            .collect()
+    })
+}
+
+/// The content numbered `gen`: a prefix of one base blob with a few bytes changed.
+fn content(gen: u64) -> Vec<u8> {
+    let mut r = Rng(gen);
+    let base = &bases()[r.below(4) as usize];
+    let len = match r.below(8) {
+        0 => r.below(64) as usize,
+        _ => r.below(base.len() as u64) as usize,
+    };
+    let mut bytes = base[..len].to_vec();
+    if !bytes.is_empty() {
+        for _ in 0..r.below(4) {
+            let at = r.below(len as u64) as usize;
+            bytes[at] ^= (r.next() as u8) | 1;
+        }
+    }
+    bytes
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    relstore::hex(&Sha1::digest(bytes))
+}
+
+fn say(line: &str) {
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    // A dead parent means nobody listens: stop quietly.
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        std::process::exit(0);
+    }
+}
+
+/// The child: mutates the store until killed. Only meaningful when started by `kill_cycles`.
+#[test]
+#[ignore = "child process of kill_cycles; run by it, not directly"]
+fn kill_child() {
+    let dir = std::env::var(CHILD_DIR_ENV).expect("kill_child is started by kill_cycles");
+    let seed: u64 = std::env::var(CHILD_SEED_ENV)
+        .expect("seed")
+        .parse()
+        .expect("numeric seed");
+    let store = Arc::new(Store::open(options(Path::new(&dir), ReadMode::Mmap)).expect("open"));
+    store
+        .create_release("acme", "1.0", &["web"])
+        .expect("create release");
+    say("READY");
+    let mut threads = Vec::new();
+    for t in 0..THREADS {
+        let store = store.clone();
+        threads.push(std::thread::spawn(move || {
+            let mut r = Rng(seed ^ (t as u64).wrapping_mul(0x1234_5678_9ABC_DEF1));
+            let mine: Vec<usize> = (0..NAMES).filter(|i| i % THREADS == t).collect();
+            for _ in 0..MAX_STEPS_PER_THREAD {
+                let n = name(mine[r.below(mine.len() as u64) as usize]);
+                let key = scope().file(&n, None);
+                let existing = store.file(&key).expect("look up file");
+                let delete = existing.is_some() && r.below(10) < 3;
+                if delete {
+                    let file = existing.expect("checked");
+                    say(&format!("BEGIN delete {n}"));
+                    match store.delete_file(file.id) {
+                        Ok(Some(_)) => say(&format!("ACK delete {n}")),
+                        other => {
+                            say(&format!("FAIL delete {n}: {other:?}"));
+                            panic!("delete failed");
+                        }
+                    }
+                } else {
+                    // A small generation space makes whole-file duplicates common.
+                    let gen = if r.below(3) == 0 {
+                        r.below(6)
+                    } else {
+                        r.next()
+                    };
+                    let bytes = content(gen);
+                    say(&format!("BEGIN upload {n} {gen}"));
+                    match store.upload(&key, &[], &mut bytes.as_slice(), existing.is_some()) {
+                        Ok(f) => {
+                            say(&format!("ACK upload {n} {} {gen}", f.sha1_hex()));
+                        }
+                        Err(e) => {
+                            say(&format!("FAIL upload {n}: {e}"));
+                            panic!("upload failed: {e}");
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    // Compaction runs all the time, so kills also land inside it.
+    let gc_store = store.clone();
+    threads.push(std::thread::spawn(move || {
+        for _ in 0..MAX_STEPS_PER_THREAD {
+            match gc_store.gc(&mut |_| {}) {
+                Ok(r) => say(&format!(
+                    "GC compacted {} removed {} dead {}",
+                    r.segments_compacted, r.segments_removed, r.dead_chunks
+                )),
+                Err(e) => {
+                    say(&format!("FAIL gc: {e}"));
+                    panic!("gc failed: {e}");
+                }
+            }
+        }
+    }));
+    for t in threads {
+        t.join().expect("child thread");
+    }
+}
+
+/// Runs one child until the kill and returns every complete line it printed.
+fn run_child(dir: &Path, child_seed: u64, plan: &mut Rng) -> (Vec<String>, String) {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = Command::new(exe)
+        .args(["--exact", "kill_child", "--nocapture", "--ignored"])
+        .env(CHILD_DIR_ENV, dir)
+        .env(CHILD_SEED_ENV, child_seed.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        loop {
+            let mut line = String::new();
+            match r.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                // A line without its newline was cut by the kill: its step is unacknowledged.
+                Ok(_) if !line.ends_with('\n') => return,
+                Ok(_) => {
+                    if tx.send(line.trim_end().to_owned()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
+        s
+    });
+    let mut lines = Vec::new();
+    let mode = plan.below(10);
+    let wait_acks = plan.below(40);
+    let extra = Duration::from_micros(plan.below(3000));
+    let what = if mode == 0 {
+        // Kill soon after start: often while the child opens (and recovers) the store.
+        std::thread::sleep(Duration::from_micros(plan.below(400_000)));
+        "early".to_string()
+    } else {
+        let mut acks = 0;
+        let mut ready = false;
+        while !ready || acks < wait_acks {
+            match rx.recv_timeout(LINE_TIMEOUT) {
+                Ok(l) => {
+                    ready |= l == "READY";
+                    acks += u64::from(l.starts_with("ACK "));
+                    lines.push(l);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    panic!("child printed nothing for {LINE_TIMEOUT:?}; lines so far: {lines:?}");
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        std::thread::sleep(extra);
+        format!("after {acks} acks + {extra:?}")
+    };
+    let exited_early = child.try_wait().expect("poll child").is_some();
+    // `Child::kill` is SIGKILL on Unix.
+    let _ = child.kill();
+    child.wait().expect("reap child");
+    reader.join().expect("reader");
+    lines.extend(rx.try_iter());
+    let stderr = err_reader.join().expect("stderr reader");
+    if let Some(f) = lines.iter().find(|l| l.starts_with("FAIL ")) {
+        panic!("child reported a failed operation: {f}\nstderr:\n{stderr}");
+    }
+    assert!(
+        !exited_early || mode == 0,
+        "child exited by itself before the kill ({what}); stderr:\n{stderr}"
+    );
+    (lines, what)
+}
+
+/// For each name, the states it may hold after the kill: `None` (absent) or `Some(gen)`.
+fn allowed_states(
+    known: &HashMap<String, Option<u64>>,
+    lines: &[String],
+) -> HashMap<String, Vec<Option<u64>>> {
+    let mut acked: HashMap<String, Option<u64>> = known.clone();
+    let mut pending: HashMap<String, Option<u64>> = HashMap::new();
+    for l in lines {
+        let parts: Vec<&str> = l.split(' ').collect();
+        match parts.as_slice() {
+            ["BEGIN", "upload", n, gen] => {
+                pending.insert(n.to_string(), Some(gen.parse().expect("gen")));
+            }
+            ["BEGIN", "delete", n] => {
+                pending.insert(n.to_string(), None);
+            }
+            ["ACK", "upload", n, sha1, gen] => {
+                let gen: u64 = gen.parse().expect("gen");
+                assert_eq!(
+                    *sha1,
+                    sha1_hex(&content(gen)),
+                    "acknowledged SHA-1 of {n} differs from its content"
+                );
+                assert_eq!(
+                    pending.remove(*n),
+                    Some(Some(gen)),
+                    "ACK without BEGIN: {l}"
+                );
+                acked.insert(n.to_string(), Some(gen));
+            }
+            ["ACK", "delete", n] => {
+                assert_eq!(pending.remove(*n), Some(None), "ACK without BEGIN: {l}");
+                acked.insert(n.to_string(), None);
+            }
+            _ => {}
+        }
+    }
+    acked
+        .into_iter()
+        .map(|(n, s)| {
+            let mut v = vec![s];
+            if let Some(p) = pending.get(&n) {
+                v.push(*p);
+            }
+            (n, v)
+        })
+        .collect()
+}
+
+/// Reopens the store and checks every name against `allowed`; returns the observed states.
+fn check_after_kill(
+    dir: &Path,
+    read_mode: ReadMode,
+    allowed: &HashMap<String, Vec<Option<u64>>>,
+    context: &str,
+    verify: bool,
+) -> HashMap<String, Option<u64>> {
+    let store = Store::open(options(dir, read_mode)).expect("reopen after kill");
+    let mut observed = HashMap::new();
+    for i in 0..NAMES {
+        let n = name(i);
+        let ok = &allowed[&n];
+        let key = scope().file(&n, None);
+        let state = match store.file(&key).expect("look up file") {
+            None => {
+                assert!(
+                    ok.contains(&None),
+                    "{context}: {n} is gone, but its last acknowledged state is {ok:?}"
+                );
+                None
+            }
+            Some(file) => {
+                let bytes = store
+                    .read(&key)
+                    .unwrap_or_else(|e| panic!("{context}: reading {n} failed: {e}"));
+                assert_eq!(
+                    relstore::hex(&Sha1::digest(&bytes)),
+                    file.sha1_hex(),
+                    "{context}: {n} returned bytes that differ from its SHA-1"
+                );
+                let gen = ok
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .find(|g| content(*g) == bytes)
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{context}: {n} holds {} bytes (sha1 {}) that match none of its \
+                             allowed states {ok:?}",
+                            bytes.len(),
+                            file.sha1_hex()
+                        )
+                    });
+                Some(gen)
+            }
+        };
+        observed.insert(n, state);
+    }
+    // Everything listed must read back the bytes its SHA-1 names.
+    let mut cursor = None;
+    let mut listed = 0;
+    loop {
+        let page = store
+            .list_files(
+                &scope(),
+                &ListQuery {
+                    limit: 7,
+                    cursor: cursor.clone(),
+                    ..Default::default()
+                },
+            )
+            .expect("list files");
+        for f in &page.items {
+            let bytes = store.open_file(f).and_then(|mut r| r.read_to_vec());
+            let bytes = bytes.unwrap_or_else(|e| panic!("{context}: listed {} fails: {e}", f.key));
+            assert_eq!(
+                relstore::hex(&Sha1::digest(&bytes)),
+                f.sha1_hex(),
+                "{context}: listed file {} returned bytes that differ from its SHA-1",
+                f.key
+            );
+            assert!(observed.contains_key(&f.key.name), "unknown file listed");
+            listed += 1;
+        }
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        listed,
+        observed.values().filter(|s| s.is_some()).count(),
+        "{context}: listing and lookups disagree"
+    );
+    if verify {
+        let report = store.verify(&mut |_| {}).expect("verify");
+        assert!(
+            report.is_clean(),
+            "{context}: verify found faults:\n{report}"
+        );
+    }
+    drop(store);
+    faulty_io::assert_index_consistent(dir);
+    observed
+}
+
+#[test]
+fn kill_cycles() {
+    let seed: u64 = match std::env::var("RELSTORE_KILL_SEED") {
+        Ok(s) => s.parse().expect("RELSTORE_KILL_SEED is a u64"),
+        Err(_) => {
+            let mut b = [0u8; 8];
+            getrandom::fill(&mut b).expect("OS randomness");
+            u64::from_le_bytes(b)
+        }
+    };
+    let cycles: u64 = std::env::var("RELSTORE_KILL_CYCLES")
+        .ok()
+        .map(|s| s.parse().expect("RELSTORE_KILL_CYCLES is a number"))
+        .unwrap_or(30);
+    eprintln!("kill test seed {seed} ({cycles} cycles); replay with RELSTORE_KILL_SEED={seed}");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    let mut plan = Rng(seed);
+    let mut known: HashMap<String, Option<u64>> = (0..NAMES).map(|i| (name(i), None)).collect();
+    let (mut acks, mut uploads_seen, mut gcs) = (0usize, 0usize, 0usize);
+    for cycle in 0..cycles {
+        let child_seed = plan.next();
+        let (lines, what) = run_child(&dir, child_seed, &mut plan);
+        acks += lines.iter().filter(|l| l.starts_with("ACK ")).count();
+        gcs += lines.iter().filter(|l| l.starts_with("GC ")).count();
+        let allowed = allowed_states(&known, &lines);
+        let read_mode = if cycle % 2 == 0 {
+            ReadMode::Mmap
+        } else {
+            ReadMode::Pread
+        };
+        let context = format!("seed {seed}, cycle {cycle}, killed {what}");
+        let verify = cycle % 5 == 4 || cycle + 1 == cycles;
+        known = check_after_kill(&dir, read_mode, &allowed, &context, verify);
+        uploads_seen += known.values().filter(|s| s.is_some()).count();
+    }
+    eprintln!("kill test: {cycles} cycles, {acks} acknowledgements checked, {gcs} gc runs");
+    assert!(
+        gcs > 0,
+        "gc never completed in a child, so no kill can have hit it"
+    );
+    assert!(
+        acks >= cycles as usize,
+        "too few acknowledged operations ({acks}) for the test to mean anything"
+    );
+    assert!(uploads_seen > 0, "no file ever survived a cycle");
+    // A final clean open: counters as reported by the API equal the recount.
+    let recount = faulty_io::assert_index_consistent(&dir);
+    let store = Store::open(options(&dir, ReadMode::Mmap)).expect("final open");
+    let stats = store.stats().expect("stats");
+    assert_eq!(
+        (stats.files, stats.contents, stats.chunks),
+        (recount.files, recount.contents, recount.chunks)
+    );
+    assert_eq!(
+        (stats.logical_bytes, stats.stored_bytes),
+        (recount.logical_bytes, recount.stored_bytes)
+    );
+}
