@@ -14,7 +14,8 @@
 //! SHA-1, closes the store and recounts every refcount and counter from the file records.
 //! Kill instants come from a seed printed at the start: `RELSTORE_KILL_SEED=<seed>` replays the
 //! same plan (thread interleavings differ from run to run, as they would in production).
-//! `RELSTORE_KILL_CYCLES` changes the number of cycles (default 30). One child thread runs
+//! `RELSTORE_KILL_CYCLES` changes the number of cycles (default 30);
+//! `RELSTORE_KILL_DURABILITY=batched` runs the same test with `Durability::Batched`. One child thread runs
 //! `Store::gc` in a loop, so kills also land during compaction; every fifth reopen and the last
 //! one also run `Store::verify`, which must find nothing.
 
@@ -67,9 +68,20 @@ fn name(i: usize) -> String {
     format!("~/static/f{i:02}.js")
 }
 
+/// `Immediate`, or `Batched` (1 s) when `RELSTORE_KILL_DURABILITY=batched`, to test its promise.
+fn durability() -> Durability {
+    match std::env::var("RELSTORE_KILL_DURABILITY").as_deref() {
+        Ok("batched") => Durability::Batched {
+            interval: Duration::from_secs(1),
+        },
+        Ok("immediate") | Err(_) => Durability::Immediate,
+        Ok(other) => panic!("RELSTORE_KILL_DURABILITY={other}: use immediate or batched"),
+    }
+}
+
 fn options(dir: &Path, read_mode: ReadMode) -> StoreOptions {
     StoreOptions::new(dir)
-        .durability(Durability::Immediate)
+        .durability(durability())
         // Small chunks and segments: many chunk records, shared chunks and segment rolls per
         // cycle, so kills land in every part of the write path.
         .chunking(ChunkingParams {
