@@ -267,6 +267,7 @@ fn run(fault: Option<(FaultKind, u64, i32, bool)>) -> (u64, u64) {
 #[test]
 fn every_failed_write_is_reported_and_harmless() {
     let (writes, _) = run(None);
+    eprintln!("sweeping {writes} segment writes");
     assert!(writes >= 8, "scenario makes too few writes ({writes})");
     for n in 1..=writes {
         for (errno, tear) in [(ENOSPC, false), (ENOSPC, true), (EIO, true)] {
@@ -278,6 +279,7 @@ fn every_failed_write_is_reported_and_harmless() {
 #[test]
 fn every_failed_sync_poisons_until_reopen() {
     let (_, syncs) = run(None);
+    eprintln!("sweeping {syncs} segment syncs");
     assert!(syncs >= 8, "scenario makes too few syncs ({syncs})");
     for n in 1..=syncs {
         for errno in [EIO, ENOSPC] {

@@ -14,7 +14,7 @@
 //! SHA-1, closes the store and recounts every refcount and counter from the file records.
 //! Kill instants come from a seed printed at the start: `RELSTORE_KILL_SEED=<seed>` replays the
 //! same plan (thread interleavings differ from run to run, as they would in production).
-//! `RELSTORE_KILL_CYCLES` changes the number of cycles (default 30);
+//! `RELSTORE_KILL_CYCLES` changes the number of cycles (default 40);
 //! `RELSTORE_KILL_DURABILITY=batched` runs the same test with `Durability::Batched`. One child thread runs
 //! `Store::gc` in a loop, so kills also land during compaction; every fifth reopen and the last
 //! one also run `Store::verify`, which must find nothing.
@@ -457,18 +457,22 @@ fn kill_cycles() {
     let cycles: u64 = std::env::var("RELSTORE_KILL_CYCLES")
         .ok()
         .map(|s| s.parse().expect("RELSTORE_KILL_CYCLES is a number"))
-        .unwrap_or(30);
+        .unwrap_or(40);
     eprintln!("kill test seed {seed} ({cycles} cycles); replay with RELSTORE_KILL_SEED={seed}");
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("store");
     let mut plan = Rng(seed);
     let mut known: HashMap<String, Option<u64>> = (0..NAMES).map(|i| (name(i), None)).collect();
-    let (mut acks, mut uploads_seen, mut gcs) = (0usize, 0usize, 0usize);
+    let (mut acks, mut uploads_seen, mut gcs, mut compactions) = (0usize, 0usize, 0usize, 0usize);
     for cycle in 0..cycles {
         let child_seed = plan.next();
         let (lines, what) = run_child(&dir, child_seed, &mut plan);
         acks += lines.iter().filter(|l| l.starts_with("ACK ")).count();
         gcs += lines.iter().filter(|l| l.starts_with("GC ")).count();
+        compactions += lines
+            .iter()
+            .filter(|l| l.starts_with("GC compacted ") && !l.starts_with("GC compacted 0 "))
+            .count();
         let allowed = allowed_states(&known, &lines);
         let read_mode = if cycle % 2 == 0 {
             ReadMode::Mmap
@@ -480,10 +484,13 @@ fn kill_cycles() {
         known = check_after_kill(&dir, read_mode, &allowed, &context, verify);
         uploads_seen += known.values().filter(|s| s.is_some()).count();
     }
-    eprintln!("kill test: {cycles} cycles, {acks} acknowledgements checked, {gcs} gc runs");
+    eprintln!(
+        "kill test: {cycles} cycles, {acks} acknowledgements checked, {gcs} gc runs \
+         ({compactions} compacted segments)"
+    );
     assert!(
-        gcs > 0,
-        "gc never completed in a child, so no kill can have hit it"
+        compactions > 0,
+        "gc never compacted a segment in a child, so no kill can have hit a compaction"
     );
     assert!(
         acks >= cycles as usize,
