@@ -4,6 +4,9 @@
 //!
 //! Run with `cargo bench --bench hot_paths` (add `-- --quick` for a short run).
 
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,7 +65,12 @@ fn segment_append(c: &mut Criterion) {
     .expect("segments");
     let payload = random(16 << 10, 2);
     let mut batch = Vec::new();
-    encode_record(&mut batch, &payload, crc32fast::hash(&payload), blake3::hash(&payload).as_bytes());
+    encode_record(
+        &mut batch,
+        &payload,
+        crc32fast::hash(&payload),
+        blake3::hash(&payload).as_bytes(),
+    );
     let mut g = c.benchmark_group("segment");
     g.throughput(Throughput::Bytes(batch.len() as u64));
     g.bench_function("append 16 KiB record (no sync)", |b| {
@@ -74,14 +82,19 @@ fn segment_append(c: &mut Criterion) {
 fn index_transaction(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(batched(dir.path())).expect("store");
-    store.create_release("bench", "1.0.0", &["web"]).expect("release");
+    store
+        .create_release("bench", "1.0.0", &["web"])
+        .expect("release");
     let scope = ReleaseScope::project("bench", "web", "1.0.0");
     let mut i = 0u64;
     c.bench_function("index/upload of a 100-byte file (Batched)", |b| {
         b.iter_batched(
             || {
                 i += 1;
-                (scope.file(&format!("~/f{i:010}.js"), None), format!("{i:0100}"))
+                (
+                    scope.file(&format!("~/f{i:010}.js"), None),
+                    format!("{i:0100}"),
+                )
             },
             |(key, body)| {
                 store
@@ -97,7 +110,9 @@ fn key_encoding(c: &mut Criterion) {
     let key = ReleaseScope::project("acme", "web", "2024.11.27-1a2b3c")
         .file("~/static/js/main.3f9a1c.chunk.js.map", Some("prod"));
     let enc = key.encode();
-    c.bench_function("key/encode", |b| b.iter(|| std::hint::black_box(&key).encode()));
+    c.bench_function("key/encode", |b| {
+        b.iter(|| std::hint::black_box(&key).encode())
+    });
     c.bench_function("key/decode", |b| {
         b.iter(|| relstore::FileKey::decode(std::hint::black_box(&enc)).expect("decode"))
     });
@@ -106,12 +121,19 @@ fn key_encoding(c: &mut Criterion) {
 fn list_page(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(batched(dir.path())).expect("store");
-    store.create_release("bench", "1.0.0", &["web"]).expect("release");
+    store
+        .create_release("bench", "1.0.0", &["web"])
+        .expect("release");
     let scope = ReleaseScope::project("bench", "web", "1.0.0");
     for i in 0..10_000 {
         let body = format!("file {i}");
         store
-            .upload(&scope.file(&format!("~/f{i:06}.js"), None), &[], &mut body.as_bytes(), false)
+            .upload(
+                &scope.file(&format!("~/f{i:06}.js"), None),
+                &[],
+                &mut body.as_bytes(),
+                false,
+            )
             .expect("upload");
     }
     let q = ListQuery {
@@ -137,15 +159,23 @@ fn reads(c: &mut Criterion) {
     for mode in [ReadMode::Mmap, ReadMode::Pread] {
         let dir = tempfile::tempdir().expect("tempdir");
         // Small segments so the files live in sealed segments, which the read mode applies to.
-        let store = Store::open(batched(dir.path()).segment_max_bytes(1 << 20).read_mode(mode))
-            .expect("store");
-        store.create_release("bench", "1.0.0", &["web"]).expect("release");
+        let store = Store::open(
+            batched(dir.path())
+                .segment_max_bytes(1 << 20)
+                .read_mode(mode),
+        )
+        .expect("store");
+        store
+            .create_release("bench", "1.0.0", &["web"])
+            .expect("release");
         let scope = ReleaseScope::project("bench", "web", "1.0.0");
         let mut keys = Vec::new();
         for i in 0..64 {
             let key = scope.file(&format!("~/f{i}.js"), None);
             let data = random(64 << 10, 100 + i);
-            store.upload(&key, &[], &mut &data[..], false).expect("upload");
+            store
+                .upload(&key, &[], &mut &data[..], false)
+                .expect("upload");
             keys.push(key);
         }
         store.sync().expect("sync");

@@ -33,6 +33,9 @@ pub struct Job {
     pub threads: usize,
     /// Input directory (W2 sources, npm data).
     pub source: Option<PathBuf>,
+    /// W8: average chunk size of the store, KiB (none: relstore's default).
+    #[serde(default)]
+    pub chunk_avg_kib: Option<u32>,
 }
 
 /// One measurement.
@@ -154,6 +157,7 @@ fn small(job: &Job) -> R<()> {
         }
         peer.finish()?;
         let secs = t.elapsed().as_secs_f64();
+        peer.settle()?;
         let disk1 = du(&job.dir);
         let mut m = Measure::new("W1", job).lat(lat);
         (m.ops, m.bytes, m.secs, m.disk_bytes) = (n, logical, secs, Some(disk1));
@@ -169,11 +173,14 @@ fn small(job: &Job) -> R<()> {
         }
         peer.finish()?;
         let secs = t.elapsed().as_secs_f64();
+        peer.settle()?;
         let disk2 = du(&job.dir);
         let mut m = Measure::new("W3", job).lat(lat);
         (m.ops, m.bytes, m.secs, m.disk_bytes) = (n, logical, secs, Some(disk2));
-        m.extra
-            .insert("added_disk_bytes".into(), disk2.saturating_sub(disk1) as f64);
+        m.extra.insert(
+            "added_disk_bytes".into(),
+            disk2.saturating_sub(disk1) as f64,
+        );
         m.emit();
         // W4: random reads by key, each file once in a shuffled order, checked.
         let mut order: Vec<usize> = (0..files.len()).collect();
@@ -240,11 +247,22 @@ fn small(job: &Job) -> R<()> {
             }
             f.sync_data()?;
         }
+        "fsync-floor" => {
+            // The least a durable small write costs: append it to one file and fdatasync.
+            fs::create_dir_all(&job.dir)?;
+            let mut f = File::create(job.dir.join("floor"))?;
+            for (_, d) in &files {
+                let o = Instant::now();
+                f.write_all(d)?;
+                f.sync_data()?;
+                lat.push(us(o));
+            }
+        }
         other => return Err(format!("unknown contender {other}").into()),
     }
     let secs = t.elapsed().as_secs_f64();
     for w in ["W1", "W3"] {
-        if w == "W3" && c == "disk-floor" {
+        if w == "W3" && (c == "disk-floor" || c == "fsync-floor") {
             continue;
         }
         let mut m = Measure::new(w, job).lat(lat.clone());
@@ -255,7 +273,10 @@ fn small(job: &Job) -> R<()> {
 }
 
 fn sources(job: &Job) -> R<Vec<PathBuf>> {
-    let dir = job.source.as_ref().ok_or("large needs a source directory")?;
+    let dir = job
+        .source
+        .as_ref()
+        .ok_or("large needs a source directory")?;
     let mut v: Vec<PathBuf> = fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
@@ -281,11 +302,16 @@ fn large(job: &Job) -> R<()> {
         for (i, p) in srcs.iter().enumerate() {
             let o = Instant::now();
             let mut f = File::open(p)?;
-            peer.put_stream(&format!("~/maps/big-{i}.js.map"), &mut f, fs::metadata(p)?.len())?;
+            peer.put_stream(
+                &format!("~/maps/big-{i}.js.map"),
+                &mut f,
+                fs::metadata(p)?.len(),
+            )?;
             lat.push(us(o));
         }
         peer.finish()?;
         m.secs = t.elapsed().as_secs_f64();
+        peer.settle()?;
         m.disk_bytes = Some(du(&job.dir));
         m = m.lat(lat);
         m.emit();
@@ -378,6 +404,7 @@ fn threads(job: &Job) -> R<()> {
     });
     peer.finish()?;
     let secs = t.elapsed().as_secs_f64();
+    peer.settle()?;
     let mut all = Vec::new();
     for l in lats {
         all.extend(l?);
@@ -444,8 +471,10 @@ fn list(job: &Job) -> R<()> {
                 e?;
             }
             rel.store.sync()?;
-            w5.extra
-                .insert("populate_files_per_s".into(), n as f64 / t.elapsed().as_secs_f64());
+            w5.extra.insert(
+                "populate_files_per_s".into(),
+                n as f64 / t.elapsed().as_secs_f64(),
+            );
             let page = |cursor: Option<String>| -> R<(f64, usize, bool)> {
                 let o = Instant::now();
                 let p = rel.store.list_files(
@@ -497,8 +526,10 @@ fn list(job: &Job) -> R<()> {
                 let sha: [u8; 20] = sha1::Sha1::digest(format!("content of file {i}")).into();
                 (list_name(i), sha, 20)
             }))?;
-            w5.extra
-                .insert("populate_files_per_s".into(), n as f64 / t.elapsed().as_secs_f64());
+            w5.extra.insert(
+                "populate_files_per_s".into(),
+                n as f64 / t.elapsed().as_secs_f64(),
+            );
             let (mut a, mut b) = (Vec::new(), Vec::new());
             for _ in 0..REPS {
                 let o = Instant::now();

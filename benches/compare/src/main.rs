@@ -33,42 +33,52 @@ struct Config {
     w6_rounds: u32,
     w8_versions: usize,
     w8_packages: Option<Vec<&'static str>>,
+    /// Extra W8 runs with these average chunk sizes (KiB), to compare measured stores.
+    w8_variants: Vec<u32>,
 }
 
 impl Config {
     fn quick() -> Config {
         Config {
             mode: "quick",
-            w1_files: 2_000,
+            w1_files: 600,
             small_rounds: 2,
-            w2_file_bytes: 32 << 20,
+            w2_file_bytes: 16 << 20,
             w2_rounds: 2,
             one_gib_file: false,
-            w5_files: 20_000,
-            w6_files: 1_000,
+            w5_files: 10_000,
+            w6_files: 200,
             w6_rounds: 1,
             w8_versions: 10,
             w8_packages: Some(vec!["pdfjs-dist"]),
+            w8_variants: vec![],
         }
     }
     fn full() -> Config {
         Config {
             mode: "full",
             w1_files: 10_000,
-            small_rounds: 3,
+            small_rounds: 2,
             w2_file_bytes: 256 << 20,
-            w2_rounds: 3,
+            w2_rounds: 2,
             one_gib_file: true,
             w5_files: 200_000,
-            w6_files: 10_000,
+            w6_files: 2_000,
             w6_rounds: 1,
             w8_versions: 10,
             w8_packages: None,
+            w8_variants: vec![8, 4],
         }
     }
 }
 
 const LIMITS: &[&str] = &["sha1-mem", "ingest-1core", "ingest-2core", "disk-floor"];
+
+/// Seconds since the harness started, for progress lines.
+fn stamp() -> f64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -98,11 +108,20 @@ fn main() {
         match a.as_str() {
             "--quick" => cfg = Config::quick(),
             "--full" => cfg = Config::full(),
-            "--only" => only = it.next().map(|s| s.split(',').map(str::to_string).collect()),
+            "--only" => {
+                only = it
+                    .next()
+                    .map(|s| s.split(',').map(str::to_string).collect())
+            }
             "--json" => out = it.next().map(PathBuf::from),
+            "--w5-files" => {
+                if let Some(n) = it.next().and_then(|s| s.parse().ok()) {
+                    cfg.w5_files = n;
+                }
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: relstore-compare [--quick|--full] [--only W1,W2,W5,W6,W8] [--json PATH]\n\
+                    "usage: relstore-compare [--quick|--full] [--only W1,W2,W5,W6,W8] [--json PATH] [--w5-files N]\n\
                      W1 also runs W3 and W4 (same stores); W5 also runs W7."
                 );
                 return;
@@ -126,7 +145,13 @@ fn main() {
         measures: Vec::new(),
         notes: Vec::new(),
     };
-    eprintln!("relstore-compare: {} mode, data in {}", cfg.mode, run_dir.display());
+    stamp();
+    eprintln!(
+        "relstore-compare: {} mode, data in {}",
+        cfg.mode,
+        run_dir.display()
+    );
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     h.warm_up();
     if want("W1") {
         h.small(&cfg);
@@ -144,7 +169,12 @@ fn main() {
         h.npm(&cfg);
     }
     let _ = std::fs::remove_dir_all(&run_dir);
-    let machine = machine();
+    let mut machine = machine();
+    machine["loadavg_start"] = load_before.trim().into();
+    machine["loadavg_end"] = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .into();
     let report = report::render(&cfg, &machine, &h.measures, &h.notes, started.elapsed());
     println!("{report}");
     let json = serde_json::json!({
@@ -178,20 +208,25 @@ impl Harness {
             kind: kind.into(),
             label: label.into(),
             contender: contender.into(),
-            dir: self
-                .run_dir
-                .join(format!("{label}-r{round}-{contender}")),
+            dir: self.run_dir.join(format!("{label}-r{round}-{contender}")),
             round,
             n: 0,
             threads: 1,
             source: None,
+            chunk_avg_kib: None,
         }
     }
 
     fn spawn(&mut self, job: &Job) {
         let exe = std::env::current_exe().expect("own executable");
         let spec = serde_json::to_string(job).expect("job serialises");
-        eprintln!("  {} {} round {}", job.label, job.contender, job.round);
+        eprintln!(
+            "[{:6.1}s]  {} {} round {}",
+            stamp(),
+            job.label,
+            job.contender,
+            job.round
+        );
         let child = Command::new(exe)
             .arg("--child")
             .arg(spec)
@@ -201,7 +236,8 @@ impl Harness {
         let mut child = match child {
             Ok(c) => c,
             Err(e) => {
-                self.notes.push(format!("could not start {}: {e}", job.contender));
+                self.notes
+                    .push(format!("could not start {}: {e}", job.contender));
                 return;
             }
         };
@@ -223,6 +259,8 @@ impl Harness {
             )),
             Err(e) => self.notes.push(format!("{}: {e}", job.contender)),
         }
+        // Write-back a contender left behind (cacache never syncs) must not slow the next one.
+        let _ = Command::new("sync").status();
     }
 
     /// Deletes the stores of a finished workload, then lets the file system settle before the
@@ -262,7 +300,8 @@ impl Harness {
 
     fn small(&mut self, cfg: &Config) {
         eprintln!("W1/W3/W4: {} small files", cfg.w1_files);
-        let all: Vec<&str> = peers::STORES.iter().chain(LIMITS).copied().collect();
+        let mut all: Vec<&str> = peers::STORES.iter().chain(LIMITS).copied().collect();
+        all.push("fsync-floor");
         for r in 0..cfg.small_rounds {
             for c in Self::rotated(&all, r) {
                 let mut job = self.job("small", "W1", c, r);
@@ -281,9 +320,11 @@ impl Harness {
             cfg.w2_file_bytes >> 20
         );
         for i in 0..4u64 {
-            if let Err(e) = data::write_source(&src.join(format!("f{i}")), cfg.w2_file_bytes, 100 + i)
+            if let Err(e) =
+                data::write_source(&src.join(format!("f{i}")), cfg.w2_file_bytes, 100 + i)
             {
-                self.notes.push(format!("W2 skipped: cannot write sources: {e}"));
+                self.notes
+                    .push(format!("W2 skipped: cannot write sources: {e}"));
                 return;
             }
         }
@@ -388,8 +429,9 @@ impl Harness {
                     .env("RELSTORE_NPM_DATA", &data)
                     .status();
                 if !st.is_ok_and(|s| s.success()) {
-                    self.notes
-                        .push(format!("W8: fetching {missing:?} failed; using what is there"));
+                    self.notes.push(format!(
+                        "W8: fetching {missing:?} failed; using what is there"
+                    ));
                 }
             } else {
                 self.notes.push(format!(
@@ -423,7 +465,8 @@ impl Harness {
             }
         }
         if linked == 0 {
-            self.notes.push("W8 skipped: none of the wanted packages is fetched".into());
+            self.notes
+                .push("W8 skipped: none of the wanted packages is fetched".into());
             return;
         }
         eprintln!("W8: {linked} package(s), {} versions each", cfg.w8_versions);
@@ -431,6 +474,11 @@ impl Harness {
         job.n = cfg.w8_versions;
         job.source = Some(view.clone());
         self.spawn(&job);
+        for k in &cfg.w8_variants {
+            job.chunk_avg_kib = Some(*k);
+            job.dir = self.run_dir.join(format!("W8-avg{k}k"));
+            self.spawn(&job);
+        }
         self.settle("W8");
         let _ = std::fs::remove_dir_all(&view);
     }
@@ -462,12 +510,13 @@ fn machine() -> serde_json::Value {
             .unwrap_or_default()
     };
     let root = workspace_root();
-    let disk = cmd(
-        "df",
-        &["-hT", "--output=source,fstype,size", &root.to_string_lossy()],
-    );
+    let disk = cmd("df", &["-hT", &root.to_string_lossy()]);
     let mut by = String::new();
-    let _ = write!(by, "{}", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    let _ = write!(
+        by,
+        "{}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     serde_json::json!({
         "nproc": by,
         "cpu": cpu,

@@ -51,10 +51,7 @@ pub fn packages(root: &Path) -> Vec<(String, Vec<(String, PathBuf)>)> {
             .collect();
         versions.sort();
         if versions.len() >= 2 {
-            out.push((
-                name,
-                versions.into_iter().map(|(_, v, p)| (v, p)).collect(),
-            ));
+            out.push((name, versions.into_iter().map(|(_, v, p)| (v, p)).collect()));
         }
     }
     out
@@ -74,7 +71,13 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 fn slug(pkg: &str) -> String {
     let s: String = pkg
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     s.trim_matches('-').to_string()
 }
@@ -89,9 +92,20 @@ pub fn run(job: &Job) -> R<()> {
     for (pkg, versions) in pkgs {
         let versions = &versions[versions.len().saturating_sub(job.n)..];
         let dir = job.dir.join(slug(&pkg));
-        let store = Store::open(StoreOptions::new(&dir).durability(Durability::Batched {
-            interval: Duration::from_secs(1),
-        }))?;
+        let chunking = match job.chunk_avg_kib {
+            Some(k) => relstore::ChunkingParams {
+                min: (k << 10) / 4,
+                avg: k << 10,
+                max: (k << 10) * 4,
+            },
+            None => relstore::ChunkingParams::default(),
+        };
+        let sweep_on = job.chunk_avg_kib.is_none();
+        let store = Store::open(StoreOptions::new(&dir).chunking(chunking).durability(
+            Durability::Batched {
+                interval: Duration::from_secs(1),
+            },
+        ))?;
         let mut whole: HashSet<[u8; 32]> = HashSet::new();
         let mut pieces: HashSet<[u8; 32]> = HashSet::new();
         let mut sweep: Vec<HashSet<[u8; 32]>> = SWEEP.iter().map(|_| HashSet::new()).collect();
@@ -126,7 +140,7 @@ pub fn run(job: &Job) -> R<()> {
                         piece_bytes += piece.len() as u64;
                     }
                 }
-                for (k, avg) in SWEEP.iter().enumerate() {
+                for (k, avg) in SWEEP.iter().enumerate().filter(|_| sweep_on) {
                     for c in fastcdc::v2020::FastCDC::new(&data, avg / 4, *avg, avg * 4) {
                         let chunk = &data[c.offset..c.offset + c.length];
                         if sweep[k].insert(*blake3::hash(chunk).as_bytes()) {
@@ -154,6 +168,7 @@ pub fn run(job: &Job) -> R<()> {
             ..Default::default()
         };
         let e = &mut m.extra;
+        e.insert("chunk_avg_kib".into(), (chunking.avg >> 10) as f64);
         e.insert("versions".into(), versions.len() as f64);
         e.insert("map_bytes".into(), map_bytes as f64);
         e.insert("relstore_disk_bytes".into(), st.disk_bytes as f64);
@@ -161,7 +176,7 @@ pub fn run(job: &Job) -> R<()> {
         e.insert("relstore_chunks".into(), st.chunks as f64);
         e.insert("whole_file_bytes".into(), whole_bytes as f64);
         e.insert("fixed_1mib_bytes".into(), piece_bytes as f64);
-        for (k, avg) in SWEEP.iter().enumerate() {
+        for (k, avg) in SWEEP.iter().enumerate().filter(|_| sweep_on) {
             e.insert(format!("cdc_{}k_bytes", avg >> 10), sweep_bytes[k] as f64);
             e.insert(format!("cdc_{}k_chunks", avg >> 10), sweep[k].len() as f64);
         }

