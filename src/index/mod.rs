@@ -187,9 +187,10 @@ pub struct ReleaseRow {
 impl Index {
     /// Opens (creating) the sled database at `dir`.
     ///
-    /// The caller holds the store's `LOCK`, so a busy sled lock can only belong to an instance
-    /// this process just dropped: sled 0.34 releases it from background threads a moment after
-    /// `Db` is dropped (sled issues #1234, #1289). Such a lock is waited for, up to 5 seconds.
+    /// The store opens its index only while holding its `LOCK` (tests, after closing the store),
+    /// so a busy sled lock belongs to an instance this process just dropped: sled 0.34 releases
+    /// it from background threads a moment after `Db` is dropped (sled issues #1234, #1289).
+    /// Such a lock is waited for, up to 5 seconds.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Index> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let mut pause = std::time::Duration::from_millis(1);
