@@ -145,8 +145,14 @@ pub fn ingest(
 ) -> Result<Ingested> {
     let cutter = Cutter::new(params);
     let cap = BLOCK + params.max as usize;
-    let mut first = vec![0u8; cap];
-    let n = read_full(reader, &mut first[..BLOCK])?;
+    // Most uploads are far smaller than a block: read the first block into a growing buffer
+    // rather than zeroing (and page-faulting in) a fresh 1 MiB for every small file.
+    let mut first = Vec::new();
+    (&mut *reader)
+        .take(BLOCK as u64)
+        .read_to_end(&mut first)
+        .map_err(Error::Source)?;
+    let n = first.len();
     if n < BLOCK {
         // The whole upload fits one block: no thread, everything inline.
         check_limit(n as u64, limit)?;
@@ -155,6 +161,7 @@ pub fn ingest(
         state.chunk_all(&first[..n], true, on_chunk)?;
         return Ok(state.finish(sha1));
     }
+    first.resize(cap, 0);
     std::thread::scope(|scope| {
         let (to_hasher, hasher_rx) = mpsc::sync_channel::<(Arc<Vec<u8>>, usize, usize)>(POOL);
         let (free_tx, free_rx) = mpsc::channel::<Arc<Vec<u8>>>();
