@@ -63,7 +63,7 @@ impl Config {
             w2_rounds: 2,
             one_gib_file: true,
             w5_files: 200_000,
-            w6_files: 2_000,
+            w6_files: 1_000,
             w6_rounds: 1,
             w8_versions: 10,
             w8_packages: None,
@@ -356,7 +356,7 @@ impl Harness {
                 "ingest-2core",
                 "disk-floor",
             ];
-            for r in 0..2 {
+            for r in 0..1 {
                 for c in Self::rotated(&list, r) {
                     let mut job = self.job("large", "W2-1file", c, r);
                     job.source = Some(src.clone());
