@@ -50,7 +50,7 @@ impl Config {
             w6_files: 200,
             w6_rounds: 1,
             w8_versions: 10,
-            w8_packages: Some(vec!["pdfjs-dist"]),
+            w8_packages: Some(vec!["@angular/core"]),
             w8_variants: vec![],
         }
     }

@@ -467,7 +467,7 @@ pub fn render(
     target(
         "W5 last page within 2 × first page",
         r,
-        r.map(|x| x <= 2.0 && x >= 0.5),
+        r.map(|x| (0.5..=2.0).contains(&x)),
         "last ÷ first, median µs".into(),
     );
     let rss = v.max("W2", "relstore-batched", |m| mib(m.peak_rss_kib));
