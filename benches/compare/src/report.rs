@@ -349,7 +349,7 @@ pub fn render(
                 s,
                 "\nMeasured stores with other chunk sizes (min = avg/4, max = 4×avg), on disk ÷ logical:\n\n| average chunk | {} | all | upload MB/s (all) |\n|---|{}--:|--:|",
                 w8.iter().map(|m| m.contender.as_str()).collect::<Vec<_>>().join(" | "),
-                "--:|".repeat(w8.len() + 1)
+                "--:|".repeat(w8.len())
             );
             for a in variants {
                 let rows: Vec<&&Measure> = w8_all.iter().filter(|m| avg_of(m) == a).collect();
