@@ -158,9 +158,21 @@ pub fn app(state: AppState) -> Router {
         &format!("{p}/files/source-maps/"),
         delete(files::delete_source_maps),
     );
-    r = both(r, &format!("{o}/chunk-upload/"), get(chunks::options).post(chunks::upload));
-    r = both(r, &format!("{o}/artifactbundle/assemble/"), post(chunks::assemble_artifact_bundle));
-    r = both(r, &format!("{o}/releases/{{version}}/assemble/"), post(chunks::assemble_release_bundle));
+    r = both(
+        r,
+        &format!("{o}/chunk-upload/"),
+        get(chunks::options).post(chunks::upload),
+    );
+    r = both(
+        r,
+        &format!("{o}/artifactbundle/assemble/"),
+        post(chunks::assemble_artifact_bundle),
+    );
+    r = both(
+        r,
+        &format!("{o}/releases/{{version}}/assemble/"),
+        post(chunks::assemble_release_bundle),
+    );
     r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))
@@ -172,7 +184,10 @@ pub fn app(state: AppState) -> Router {
 async fn root(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let token = error::blocking(move || auth::authenticate(&s.store, &headers)).await?;
     let auth = token.map(|t| json!({"scopes": t.scopes}));
-    Ok(json_response(StatusCode::OK, &json!({"user": null, "auth": auth})))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"user": null, "auth": auth}),
+    ))
 }
 
 async fn not_found() -> ApiError {
