@@ -114,7 +114,7 @@ mod tests {
             t.join().unwrap();
         }
         let n = syncs.load(Ordering::SeqCst);
-        assert!(n >= 1 && n <= 1600, "{n}");
+        assert!((1..=1600).contains(&n), "{n}");
         assert_eq!(gc.lock().done, 1600);
     }
 

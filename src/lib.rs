@@ -71,7 +71,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Parses lower- or upper-case hex; `None` for anything else.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| match c {

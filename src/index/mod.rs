@@ -37,6 +37,11 @@ use crate::key::{encode_parts, FileKey, ReleaseScope};
 use crate::segment::Location;
 use records::*;
 
+/// A page of listed files (encoded key and row) and whether more remain.
+pub type ListedPage = (Vec<(Vec<u8>, FileRow)>, bool);
+/// Reference counts by BLAKE3 identity.
+pub type RefCounts = HashMap<[u8; 32], u64>;
+
 /// `files` tree value: the file's id and its record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRow {
@@ -365,7 +370,7 @@ impl Index {
         after: Option<&[u8]>,
         limit: usize,
         keep: &mut dyn FnMut(&FileRow) -> bool,
-    ) -> Result<(Vec<(Vec<u8>, FileRow)>, bool)> {
+    ) -> Result<ListedPage> {
         let prefix = scope.encode_prefix();
         let mut end = prefix.clone();
         // Every key of the scope starts with `prefix` followed by a part byte; the prefix with a
@@ -831,7 +836,7 @@ impl Index {
     }
 
     /// Recomputes every refcount and counter from the file rows (verify's ground truth).
-    pub fn expected_refcounts(&self) -> Result<(HashMap<[u8; 32], u64>, HashMap<[u8; 32], u64>)> {
+    pub fn expected_refcounts(&self) -> Result<(RefCounts, RefCounts)> {
         let mut contents: HashMap<[u8; 32], u64> = self.piece_and_bundle_refs()?;
         for row in self.all_files() {
             *contents.entry(row?.rec.content).or_default() += 1;

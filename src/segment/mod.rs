@@ -156,9 +156,8 @@ impl Segments {
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("list segments", dir, e))?;
             let name = entry.file_name();
-            match name.to_str().and_then(parse_segment_file_name) {
-                Some(id) => ids.push(id),
-                None => {}
+            if let Some(id) = name.to_str().and_then(parse_segment_file_name) {
+                ids.push(id);
             }
         }
         ids.sort_unstable();
