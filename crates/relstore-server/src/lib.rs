@@ -161,7 +161,7 @@ pub fn app(state: AppState) -> Router {
     r = both(
         r,
         &format!("{o}/chunk-upload/"),
-        get(chunks::options).post(chunks::upload),
+        get(chunks::options).post(chunks::upload).layer(unlimited()),
     );
     r = both(
         r,
