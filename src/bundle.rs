@@ -67,32 +67,9 @@ fn invalid(why: impl Into<String>) -> Error {
     Error::InvalidBundle(why.into())
 }
 
-/// A reader that hides the first `skip` bytes (the `SYSB` header) from the ZIP parser.
-struct Offset<R> {
-    inner: R,
-    skip: u64,
-}
-
-impl<R: Read> Read for Offset<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
-    }
-}
-
-impl<R: Seek> Seek for Offset<R> {
-    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        let p = match pos {
-            SeekFrom::Start(n) => self.inner.seek(SeekFrom::Start(n + self.skip))?,
-            other => self.inner.seek(other)?,
-        };
-        p.checked_sub(self.skip)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the bundle"))
-    }
-}
-
 /// An opened, validated bundle.
 pub struct Bundle<R: Read + Seek> {
-    archive: zip::ZipArchive<Offset<R>>,
+    archive: zip::ZipArchive<R>,
     /// The validated manifest.
     pub manifest: Manifest,
     budget: u64,
@@ -119,19 +96,13 @@ fn safe_path(p: &str) -> bool {
 impl<R: Read + Seek> Bundle<R> {
     /// Opens the bundle in `reader` (`size` bytes long) and validates its layout and manifest.
     pub fn open(mut reader: R, size: u64, limits: BundleLimits) -> Result<Bundle<R>> {
-        let mut magic = [0u8; 8];
-        let skip = match reader.read_exact(&mut magic) {
-            Ok(()) if &magic[..4] == b"SYSB" => 8,
-            _ => 0,
-        };
+        // The optional `SYSB` + version header is left in place: the ZIP parser finds the archive
+        // after prepended bytes, whether its offsets count them (sentry-cli's do) or not.
         reader
-            .seek(SeekFrom::Start(skip))
+            .seek(SeekFrom::Start(0))
             .map_err(|e| invalid(format!("cannot seek: {e}")))?;
-        let archive = zip::ZipArchive::new(Offset {
-            inner: reader,
-            skip,
-        })
-        .map_err(|e| invalid(format!("not a ZIP archive: {e}")))?;
+        let archive =
+            zip::ZipArchive::new(reader).map_err(|e| invalid(format!("not a ZIP archive: {e}")))?;
         if archive.len() > limits.max_entries + 1 {
             return Err(invalid(format!(
                 "{} entries, the limit is {}",

@@ -177,8 +177,20 @@ impl ContentReader {
 }
 
 impl Read for ContentReader {
+    /// Fills `buf` as far as the content allows: some readers (the ZIP parser among them) treat a
+    /// short read before the end as the end.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_checked(buf).map_err(io::Error::from)
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self
+                .read_checked(&mut buf[filled..])
+                .map_err(io::Error::from)?
+            {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        Ok(filled)
     }
 }
 
