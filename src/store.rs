@@ -40,10 +40,11 @@ pub enum Durability {
     /// (concurrent calls share the syncs).
     #[default]
     Immediate,
-    /// Mutating calls return once the data is in the OS; a background thread syncs segments and
-    /// then the index every `interval`. A process crash loses nothing; a power loss may lose the
-    /// last interval's acknowledged writes (never leaving an entry that points at missing bytes
-    /// unnoticed: reads check CRCs).
+    /// Mutating calls return once the segment bytes are in the OS and the index transaction is
+    /// committed in memory; a background thread syncs segments and then the index every
+    /// `interval`. A process crash or a power loss may lose the writes acknowledged in the last
+    /// interval (sled keeps committed transactions in memory until it is flushed); it never
+    /// leaves an entry that points at missing bytes unnoticed (reads check CRCs).
     Batched {
         /// Time between background syncs.
         interval: Duration,

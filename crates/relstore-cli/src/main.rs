@@ -28,9 +28,15 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the Sentry release-files API over HTTP.
+    #[command(
+        after_help = "Examples:\n  relstore serve\n  relstore --data /srv/relstore serve --listen 0.0.0.0:9000 --public-url https://artifacts.example.com\n  relstore serve --max-upload-bytes 2147483648 --legacy-uploads"
+    )]
     Serve(cmd::serve::ServeArgs),
     /// Manage API tokens.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  TOKEN=$(relstore token create --org acme)\n  relstore token create --org acme --scope project:read --label dashboards\n  relstore token list --json\n  relstore token revoke 1a2b3c4d5e6f7081"
+    )]
     Token(cmd::token::TokenCmd),
     /// Store one file in a release (created if missing) and print its file JSON.
     Upload(cmd::files::UploadArgs),

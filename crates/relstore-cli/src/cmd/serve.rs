@@ -18,6 +18,10 @@ pub struct ServeArgs {
     /// the server through a proxy; by default links use the request's Host.
     #[arg(long)]
     pub public_url: Option<String>,
+    /// Answer 404 at `GET chunk-upload`, so clients that can only upload file by file fall back
+    /// to one request per file (sentry-cli 2.x does).
+    #[arg(long)]
+    pub legacy_uploads: bool,
 }
 
 /// Runs the server until SIGTERM or SIGINT, then finishes the requests in flight and exits.
@@ -30,6 +34,7 @@ pub fn run(data: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let config = relstore_server::Config {
         max_upload_bytes: args.max_upload_bytes,
         public_url: args.public_url.clone(),
+        legacy_uploads: args.legacy_uploads,
         ..Default::default()
     };
     let state = relstore_server::AppState::new(store, config);
