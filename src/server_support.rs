@@ -8,9 +8,8 @@
 use std::io::Read;
 
 use crate::error::{Error, Result};
-use crate::index::UploadCommit;
 use crate::key::FileKey;
-use crate::store::{now_ms, validate_headers, FileRecord, Store};
+use crate::store::{validate_headers, FileRecord, Store};
 
 /// Where a deferred upload goes: what [`Store::upload`] takes as arguments.
 #[derive(Clone, Debug)]
@@ -43,27 +42,6 @@ impl Store {
         };
         t.key.validate()?;
         let headers = validate_headers(&t.headers)?;
-        inner.sync_staged(&staged)?;
-        let id = inner.index.next_id()?;
-        // commit_upload re-checks the release, the project link and a taken key in its transaction.
-        let (row, _replaced) = inner.index.commit_upload(&UploadCommit {
-            key: &t.key,
-            id,
-            headers: &headers,
-            created_ms: now_ms(),
-            ingested: &staged.ingested,
-            written: &staged.written,
-            overwrite: t.overwrite,
-        })?;
-        inner.durable_index()?;
-        Ok(FileRecord {
-            id: row.id,
-            key: row.rec.key,
-            headers: row.rec.headers,
-            size: row.rec.size,
-            sha1: row.rec.sha1,
-            content_id: row.rec.content,
-            created_ms: row.rec.created_ms,
-        })
+        inner.commit_staged(&t.key, &headers, staged, t.overwrite)
     }
 }

@@ -686,20 +686,7 @@ impl Store {
         self.check_target(key, overwrite)?;
         let _m = inner.mutation_guard()?;
         let staged = inner.stage(reader, inner.opts.max_upload_bytes)?;
-        inner.sync_staged(&staged)?;
-        let (ingested, written) = (staged.ingested, staged.written);
-        let id = inner.index.next_id()?;
-        let (row, _replaced) = inner.index.commit_upload(&UploadCommit {
-            key,
-            id,
-            headers: &headers,
-            created_ms: now_ms(),
-            ingested: &ingested,
-            written: &written,
-            overwrite,
-        })?;
-        inner.durable_index()?;
-        Ok(FileRecord::from_row(row))
+        inner.commit_staged(key, &headers, staged, overwrite)
     }
 
     fn check_target(&self, key: &FileKey, overwrite: bool) -> Result<()> {
@@ -923,6 +910,31 @@ impl Inner {
             written,
             ticket,
         })
+    }
+
+    /// Commits a staged upload as the file `key` (validated, with validated `headers`): syncs
+    /// its bytes, runs the one index transaction (which re-checks the release, the project link
+    /// and a taken key), and makes the index durable. Call with the mutation guard held.
+    pub(crate) fn commit_staged(
+        &self,
+        key: &FileKey,
+        headers: &[(String, String)],
+        staged: Staged,
+        overwrite: bool,
+    ) -> Result<FileRecord> {
+        self.sync_staged(&staged)?;
+        let id = self.index.next_id()?;
+        let (row, _replaced) = self.index.commit_upload(&UploadCommit {
+            key,
+            id,
+            headers,
+            created_ms: now_ms(),
+            ingested: &staged.ingested,
+            written: &staged.written,
+            overwrite,
+        })?;
+        self.durable_index()?;
+        Ok(FileRecord::from_row(row))
     }
 
     /// Makes a staged upload's bytes durable before its index transaction (`Immediate`).

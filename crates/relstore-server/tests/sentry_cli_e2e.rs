@@ -1,44 +1,16 @@
 //! End-to-end: the official sentry-cli 2.58.6 against a real server on loopback. The test installs
-//! sentry-cli from PyPI into `<workspace>/target/sentry-cli-2.58.6` when it is missing.
+//! sentry-cli from PyPI into `<workspace>/target/sentry-cli-2.58.6` when it is missing (see
+//! `cli_support`, shared with the bundle tests so both install under one lock).
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use relstore_server::{AppState, Config};
 
-fn sentry_cli() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let venv = root.join("target/sentry-cli-2.58.6");
-    let bin = venv.join("bin/sentry-cli");
-    if !bin.exists() {
-        let tmp = root.join(format!(
-            "target/sentry-cli-2.58.6.tmp{}",
-            std::process::id()
-        ));
-        let ok = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&tmp)
-            .status()
-            .expect("python3");
-        assert!(ok.success(), "python3 -m venv failed");
-        let ok = Command::new(tmp.join("bin/pip"))
-            .args(["install", "-q", "sentry-cli==2.58.6"])
-            .status()
-            .expect("pip");
-        assert!(ok.success(), "pip install sentry-cli==2.58.6 failed");
-        // venvs hold absolute paths; the binary itself does not care where it lives.
-        let _ = std::fs::rename(&tmp, &venv);
-        if !bin.exists() {
-            return tmp.join("bin/sentry-cli");
-        }
-    }
-    bin
-}
+mod cli_support;
 
 #[test]
 fn sentry_cli_2_58_6_release_files_flow() {
-    let cli = sentry_cli();
+    let cli = cli_support::sentry_cli("2.58.6");
     let dir = tempfile::tempdir().unwrap();
     let store = relstore::Store::open_path(dir.path().join("data")).unwrap();
     let (token, _) = store.create_token("acme", &[], "e2e").unwrap();
