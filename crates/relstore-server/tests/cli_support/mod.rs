@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
 
 use relstore::Store;
 
@@ -73,6 +75,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// `POST .../chunk-upload/` requests received.
     pub chunk_posts: Arc<AtomicUsize>,
+    /// Every request and the body bytes its handler read.
+    pub traffic: Arc<Traffic>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -82,6 +86,8 @@ impl Server {
     pub fn start(store: Store, config: relstore_server::Config) -> Server {
         let chunk_posts = Arc::new(AtomicUsize::new(0));
         let counter = chunk_posts.clone();
+        let traffic = Arc::new(Traffic::default());
+        let recorder = traffic.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -103,6 +109,11 @@ impl Server {
                             }
                             next.run(req)
                         },
+                    ))
+                    .layer(axum::middleware::from_fn(
+                        move |req: axum::extract::Request, next: axum::middleware::Next| {
+                            next.run(recorder.clone().count(req))
+                        },
                     ));
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
@@ -116,6 +127,7 @@ impl Server {
         Server {
             addr,
             chunk_posts,
+            traffic,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -138,6 +150,102 @@ impl Drop for Server {
     }
 }
 
+/// One request as the server saw it: its body counted as the handlers read it (after HTTP
+/// framing, before multipart or gzip decoding).
+#[derive(Clone, Debug, Default)]
+pub struct RequestRecord {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The URI path.
+    pub path: String,
+    /// Body bytes read.
+    pub body_bytes: u64,
+    /// Multipart parts named `file` (raw pieces).
+    pub raw_parts: u64,
+    /// Multipart parts named `file_gzip` (gzip-compressed pieces).
+    pub gzip_parts: u64,
+    /// The body itself, kept for assemble requests only (small JSON).
+    pub body: Vec<u8>,
+}
+
+impl RequestRecord {
+    /// `POST .../chunk-upload/`.
+    pub fn is_chunk_post(&self) -> bool {
+        self.method == "POST" && self.path.contains("/chunk-upload")
+    }
+
+    /// `POST .../assemble/`.
+    pub fn is_assemble(&self) -> bool {
+        self.method == "POST" && self.path.trim_end_matches('/').ends_with("/assemble")
+    }
+}
+
+/// The requests a [`Server`] received, in arrival order.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    records: Mutex<Vec<RequestRecord>>,
+}
+
+const RAW_PART: &[u8] = b"name=\"file\"";
+const GZIP_PART: &[u8] = b"name=\"file_gzip\"";
+
+/// Matches of `pat` in `tail + data` that end inside `data` (so a match split across two
+/// frames is counted once).
+fn new_matches(tail: &[u8], data: &[u8], pat: &[u8]) -> u64 {
+    let mut joined = Vec::with_capacity(tail.len() + data.len());
+    joined.extend_from_slice(tail);
+    joined.extend_from_slice(data);
+    joined
+        .windows(pat.len())
+        .enumerate()
+        .filter(|(i, w)| *w == pat && i + pat.len() > tail.len())
+        .count() as u64
+}
+
+impl Traffic {
+    /// Requests so far (a mark for [`Traffic::since`]).
+    pub fn len(&self) -> usize {
+        self.records.lock().unwrap().len()
+    }
+
+    /// Requests received after `mark`.
+    pub fn since(&self, mark: usize) -> Vec<RequestRecord> {
+        self.records.lock().unwrap()[mark..].to_vec()
+    }
+
+    /// Wraps `req`'s body so that every frame a handler reads is counted.
+    fn count(self: Arc<Self>, req: axum::extract::Request) -> axum::extract::Request {
+        let idx = {
+            let mut records = self.records.lock().unwrap();
+            records.push(RequestRecord {
+                method: req.method().to_string(),
+                path: req.uri().path().to_owned(),
+                ..RequestRecord::default()
+            });
+            records.len() - 1
+        };
+        let (parts, body) = req.into_parts();
+        let mut tail: Vec<u8> = Vec::new();
+        let counted = body.into_data_stream().inspect(move |frame| {
+            let Ok(data) = frame else { return };
+            let mut records = self.records.lock().unwrap();
+            let r = &mut records[idx];
+            r.body_bytes += data.len() as u64;
+            if r.is_chunk_post() {
+                r.raw_parts += new_matches(&tail, data, RAW_PART);
+                r.gzip_parts += new_matches(&tail, data, GZIP_PART);
+                let keep = GZIP_PART.len().min(data.len() + tail.len());
+                let mut joined = std::mem::take(&mut tail);
+                joined.extend_from_slice(&data[data.len().saturating_sub(keep)..]);
+                tail = joined[joined.len() - keep..].to_vec();
+            } else if r.is_assemble() && r.body.len() < 1 << 20 {
+                r.body.extend_from_slice(data);
+            }
+        });
+        axum::extract::Request::from_parts(parts, axum::body::Body::from_stream(counted))
+    }
+}
+
 /// Runs `sentry-cli` with the environment of contract section 7 and returns its output,
 /// failing the test (with both streams) when it exits non-zero.
 pub fn run_cli(
@@ -156,6 +264,37 @@ pub fn run_cli(
         .env("SENTRY_PROJECT", project)
         .env("SENTRY_DISABLE_UPDATE_CHECK", "true")
         .env_remove("SENTRY_DSN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sentry-cli {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// [`run_cli`] with extra environment variables (e.g. `SENTRY_LOG_LEVEL=debug`).
+pub fn run_cli_env(
+    bin: &Path,
+    server: &Server,
+    token: &str,
+    org: &str,
+    project: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    let out = Command::new(bin)
+        .args(args)
+        .env("SENTRY_URL", server.url())
+        .env("SENTRY_AUTH_TOKEN", token)
+        .env("SENTRY_ORG", org)
+        .env("SENTRY_PROJECT", project)
+        .env("SENTRY_DISABLE_UPDATE_CHECK", "true")
+        .env_remove("SENTRY_DSN")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(
