@@ -167,7 +167,11 @@ impl Store {
                 Ok(moves) => {
                     if !moves.is_empty() {
                         inner.segments.sync_all()?;
-                        inner.index.relocate_chunks(&moves)?;
+                        // Bounded transactions (sled holds a transaction's writes in memory); the
+                        // old segment stays until all of them and the index sync are done.
+                        for batch in moves.chunks(DROP_BATCH) {
+                            inner.index.relocate_chunks(batch)?;
+                        }
                         inner.sync_index()?;
                         report.segments_compacted += 1;
                     }

@@ -73,6 +73,11 @@ pub struct StoreOptions {
     /// How long gc keeps upload pieces and assembled bundle files that no file needs (24 h,
     /// as Sentry does).
     pub piece_grace: Duration,
+    /// Chunk-refcount updates one index transaction makes in place; a larger operation takes
+    /// and drops the rest in bounded transactions of their own (see `index/pending.rs`). sled
+    /// holds ~4 KiB of memory per write until its transaction commits, so this bounds the
+    /// index's memory per operation (default 4,096: ~16 MiB) whatever the file size.
+    pub max_tx_chunks: usize,
 }
 
 impl StoreOptions {
@@ -89,7 +94,14 @@ impl StoreOptions {
             read_mode: ReadMode::Mmap,
             io: Arc::new(StdIo),
             piece_grace: Duration::from_secs(24 * 3600),
+            max_tx_chunks: crate::index::TX_CHUNKS,
         }
+    }
+
+    /// Sets how many chunk-refcount updates one index transaction makes in place (at least 1).
+    pub fn max_tx_chunks(mut self, n: usize) -> Self {
+        self.max_tx_chunks = n.max(1);
+        self
     }
 
     /// Sets the grace period of upload pieces.
@@ -443,7 +455,10 @@ impl Store {
             }
         }
         let chunking = read_or_create_format(&path, opts.chunking)?;
-        let index = Index::open(&path.join("index"), opts.cache_bytes)?;
+        let index =
+            Index::open(&path.join("index"), opts.cache_bytes)?.with_tx_chunks(opts.max_tx_chunks);
+        // Chunk references an interrupted operation left pending (see `index/pending.rs`).
+        index.release_pending(None)?;
         let log_path = path.join("index").join("db");
         let index_log =
             File::open(&log_path).map_err(|e| Error::io("open index log", &log_path, e))?;

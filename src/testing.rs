@@ -20,8 +20,10 @@ pub struct RefcountReport {
     pub chunks: HashMap<[u8; 32], u64>,
     /// Content refcounts recomputed from the file rows.
     pub expected_contents: HashMap<[u8; 32], u64>,
-    /// Chunk refcounts recomputed from the manifests of the live contents.
+    /// Chunk refcounts recomputed from the manifests of the live contents (and pending records).
     pub expected_chunks: HashMap<[u8; 32], u64>,
+    /// Pending chunk-reference records (0 whenever no operation is running).
+    pub pending_records: usize,
 }
 
 impl Store {
@@ -47,6 +49,7 @@ impl Store {
             chunks,
             expected_contents,
             expected_chunks,
+            pending_records: index.pending_records(),
         })
     }
 }

@@ -188,3 +188,58 @@ fn whole_files_dedup_across_releases_and_organizations() {
     assert_eq!((s.files, s.contents, s.stored_bytes), (1, 1, one_copy));
     assert!(read_all(&store, &again) == data);
 }
+
+/// Concurrent uploads of the same new content both take its chunk references ahead of their
+/// commits (few chunk updates per transaction); one creates the content, the other's references
+/// are released. Refcounts end exact, nothing stays pending, and deleting everything frees it all.
+#[test]
+fn concurrent_uploads_of_one_large_new_content_count_each_chunk_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(options(dir.path()).max_tx_chunks(16)).unwrap();
+    store.create_release("acme", "1.0", &["web"]).unwrap();
+    let scope = ReleaseScope::project("acme", "web", "1.0");
+    let mut ids = Vec::new();
+    for round in 0..6u64 {
+        // Each round a new ~2 MiB content (~130 chunks, so ~9 pending records per upload).
+        let data = js_like(100 + round, 2 * MIB);
+        let files: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..3)
+                .map(|t| {
+                    let (store, scope, data) = (&store, &scope, &data);
+                    s.spawn(move || {
+                        put(store, &scope.file(&format!("r{round}/t{t}.js"), None), data)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for f in &files {
+            assert_eq!(read_all(&store, f), data);
+        }
+        let s = store.stats().unwrap();
+        assert_eq!(s.contents, round + 1, "one content per round");
+        ids.extend(files.iter().map(|f| f.id));
+        let report = store.debug_refcounts().unwrap();
+        assert_eq!(report.pending_records, 0);
+        let live: std::collections::HashMap<_, _> = report
+            .chunks
+            .iter()
+            .filter(|(_, &n)| n > 0)
+            .map(|(k, n)| (*k, *n))
+            .collect();
+        assert_eq!(live, report.expected_chunks, "chunk refcounts");
+        assert_eq!(report.contents, report.expected_contents);
+    }
+    for id in ids {
+        store.delete_file(id).unwrap();
+    }
+    let s = store.stats().unwrap();
+    assert_eq!(
+        (s.files, s.contents, s.chunks, s.stored_bytes),
+        (0, 0, 0, 0)
+    );
+    let report = store.debug_refcounts().unwrap();
+    assert_eq!(report.pending_records, 0);
+    assert!(report.chunks.values().all(|&n| n == 0));
+    assert!(store.verify(&mut |_| {}).unwrap().is_clean());
+}

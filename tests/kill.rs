@@ -90,6 +90,9 @@ fn options(dir: &Path, read_mode: ReadMode) -> StoreOptions {
             max: 16384,
         })
         .segment_max_bytes(256 << 10)
+        // Few chunk updates per transaction: most uploads and deletes take and drop chunk
+        // references through pending records, so kills land between those transactions too.
+        .max_tx_chunks(8)
         .cache_bytes(4 << 20)
         .read_mode(read_mode)
 }

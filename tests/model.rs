@@ -161,6 +161,9 @@ struct Case {
     batched: bool,
     pread: bool,
     segment_max_bytes: u64,
+    /// `StoreOptions::max_tx_chunks`: small values send most operations through pending
+    /// chunk references (taken ahead of a content's creation, dropped after its removal).
+    max_tx_chunks: usize,
 }
 
 fn content_spec() -> impl Strategy<Value = ContentSpec> {
@@ -209,14 +212,18 @@ fn case() -> impl Strategy<Value = Case> {
             proptest::bool::weighted(0.3),
             any::<bool>(),
             prop_oneof![Just(64u64 << 10), Just(256 << 10), Just(4 << 20)],
+            prop_oneof![Just(1usize), Just(3), Just(4096)],
         )
-            .prop_map(|(palette, ops, batched, pread, segment_max_bytes)| Case {
-                palette,
-                ops,
-                batched,
-                pread,
-                segment_max_bytes,
-            })
+            .prop_map(
+                |(palette, ops, batched, pread, segment_max_bytes, max_tx_chunks)| Case {
+                    palette,
+                    ops,
+                    batched,
+                    pread,
+                    segment_max_bytes,
+                    max_tx_chunks,
+                },
+            )
     })
 }
 
@@ -290,6 +297,8 @@ impl Run<'_> {
         };
         common::options(self.dir.path())
             .segment_max_bytes(self.case.segment_max_bytes)
+            .max_tx_chunks(self.case.max_tx_chunks)
+            .chunking(self.chunking)
             .durability(durability)
             .read_mode(mode)
     }
@@ -558,6 +567,7 @@ impl Run<'_> {
             "stats (files, logical, contents, chunks, stored)"
         );
         let report = store.debug_refcounts().expect("refcounts");
+        assert_eq!(report.pending_records, 0, "pending chunk references left");
         assert_eq!(report.contents, content_refs, "content refcounts");
         assert_eq!(
             report.expected_contents, content_refs,
@@ -579,7 +589,13 @@ impl Run<'_> {
 
 fn run_case(case: &Case) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let chunking = ChunkingParams::default();
+    // Small chunks: contents of up to 20 KB have up to ~40 chunks, so pending references are
+    // taken and dropped in several records.
+    let chunking = ChunkingParams {
+        min: 256,
+        avg: 512,
+        max: 2048,
+    };
     let contents = case
         .palette
         .iter()

@@ -17,10 +17,14 @@
 //! - `tokens`: BLAKE3 of an API token → [`TokenRec`]
 //! - `pieces`, `bundles`, `bundle_entries`, `debug_ids`: chunk upload and artifact bundles
 //!   (see `pieces.rs`)
+//! - `pending`: nonce ‖ sequence → chunk references no content holds, so that no transaction
+//!   touches more than a few thousand chunks (see `pending.rs`)
 
 pub mod codec;
+mod pending;
 mod pieces;
 
+pub use pending::{Deferrer, Preowned, TX_CHUNKS};
 pub use pieces::BundleCommit;
 pub mod records;
 
@@ -65,7 +69,8 @@ const T_PIECES: usize = 10;
 const T_BUNDLES: usize = 11;
 const T_BUNDLE_ENTRIES: usize = 12;
 const T_DEBUG_IDS: usize = 13;
-const TREE_NAMES: [&str; 14] = [
+const T_PENDING: usize = 14;
+const TREE_NAMES: [&str; 15] = [
     "files",
     "file_ids",
     "contents",
@@ -80,6 +85,7 @@ const TREE_NAMES: [&str; 14] = [
     "bundles",
     "bundle_entries",
     "debug_ids",
+    "pending",
 ];
 const STATS_KEY: &[u8] = b"stats";
 
@@ -88,6 +94,8 @@ const STATS_KEY: &[u8] = b"stats";
 pub struct Index {
     db: sled::Db,
     trees: Vec<sled::Tree>,
+    /// Chunk-refcount writes one transaction makes in place (see `pending.rs`).
+    tx_chunks: usize,
 }
 
 /// Why a transaction stopped on purpose.
@@ -225,7 +233,18 @@ impl Index {
             .map(|n| db.open_tree(n))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(sled_err("open index trees"))?;
-        Ok(Index { db, trees })
+        Ok(Index {
+            db,
+            trees,
+            tx_chunks: pending::TX_CHUNKS,
+        })
+    }
+
+    /// Sets how many chunk-refcount writes one transaction may make in place before the rest go
+    /// through pending records (default [`pending::TX_CHUNKS`]; at least 1).
+    pub fn with_tx_chunks(mut self, n: usize) -> Index {
+        self.tx_chunks = n.max(1);
+        self
     }
 
     fn tree(&self, i: usize) -> &sled::Tree {
@@ -587,63 +606,74 @@ impl Index {
                 created_ms: c.created_ms,
             },
         };
-        let r = self.all().transaction(|t| {
-            let mut counters: Counters = get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
-            let Some(mut release) = get::<ReleaseRec>(&t[T_RELEASES], &rkey, "release record")?
-            else {
-                return abort(Error::not_found(format!(
-                    "release {}/{}",
-                    c.key.org, c.key.release
-                )));
-            };
-            if let Some(p) = &c.key.project {
-                if !release.projects.contains(p) {
+        let nonce = self.nonce()?;
+        let replaced = self.settle(nonce, || {
+            let pre = self.preown(nonce, &[ing], c.written)?;
+            let r = self.all().transaction(|t| {
+                let mut d = self.deferrer(nonce);
+                let mut counters: Counters =
+                    get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
+                let Some(mut release) = get::<ReleaseRec>(&t[T_RELEASES], &rkey, "release record")?
+                else {
                     return abort(Error::not_found(format!(
-                        "release {} in project {p}",
-                        c.key.release
+                        "release {}/{}",
+                        c.key.org, c.key.release
                     )));
+                };
+                if let Some(p) = &c.key.project {
+                    if !release.projects.contains(p) {
+                        return abort(Error::not_found(format!(
+                            "release {} in project {p}",
+                            c.key.release
+                        )));
+                    }
                 }
-            }
-            let old: Option<FileRow> = get(&t[T_FILES], &fkey, "file record")?;
-            if old.is_some() && !c.overwrite {
-                return abort(Error::AlreadyExists {
-                    key: c.key.to_string(),
-                });
-            }
-            // Reference the new content before releasing the old one, so overwriting a file with
-            // its own bytes never drops the content to zero in between.
-            incref_content(t, &mut counters, ing, c.written)?;
-            if let Some(old) = &old {
-                t[T_FILE_IDS].remove(&old.id.to_be_bytes())?;
-                decref_content(t, &mut counters, &old.rec.content)?;
-                counters.files -= 1;
-                counters.logical_bytes -= old.rec.size;
-                release.file_count -= 1;
-                release.file_bytes -= old.rec.size;
-            }
-            put(&t[T_FILES], &fkey, &row)?;
-            t[T_FILE_IDS].insert(&c.id.to_be_bytes(), fkey.as_slice())?;
-            counters.files += 1;
-            counters.logical_bytes += ing.size;
-            release.file_count += 1;
-            release.file_bytes += ing.size;
-            put(&t[T_RELEASES], &rkey, &release)?;
-            put(&t[T_META], STATS_KEY, &counters)?;
-            Ok(old.map(|o| o.id))
-        });
-        let replaced = run_tx("commit upload", r)?.expect("no retry");
+                let old: Option<FileRow> = get(&t[T_FILES], &fkey, "file record")?;
+                if old.is_some() && !c.overwrite {
+                    return abort(Error::AlreadyExists {
+                        key: c.key.to_string(),
+                    });
+                }
+                // Reference the new content before releasing the old one, so overwriting a file with
+                // its own bytes never drops the content to zero in between.
+                incref_content(t, &mut counters, ing, c.written, &pre)?;
+                if let Some(old) = &old {
+                    t[T_FILE_IDS].remove(&old.id.to_be_bytes())?;
+                    decref_content(t, &mut counters, &old.rec.content, &mut d)?;
+                    counters.files -= 1;
+                    counters.logical_bytes -= old.rec.size;
+                    release.file_count -= 1;
+                    release.file_bytes -= old.rec.size;
+                }
+                put(&t[T_FILES], &fkey, &row)?;
+                t[T_FILE_IDS].insert(&c.id.to_be_bytes(), fkey.as_slice())?;
+                counters.files += 1;
+                counters.logical_bytes += ing.size;
+                release.file_count += 1;
+                release.file_bytes += ing.size;
+                put(&t[T_RELEASES], &rkey, &release)?;
+                put(&t[T_META], STATS_KEY, &counters)?;
+                Ok(old.map(|o| o.id))
+            });
+            Ok(run_tx("commit upload", r)?.expect("no retry"))
+        })?;
         Ok((row, replaced))
     }
 
     /// Deletes file `id`. Returns the deleted row, or `None` when no such file exists.
     pub fn delete_file(&self, id: u64) -> Result<Option<FileRow>> {
-        let r = self.all().transaction(|t| {
-            let mut counters: Counters = get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
-            let row = remove_file(t, &mut counters, id)?;
-            put(&t[T_META], STATS_KEY, &counters)?;
-            Ok(row)
-        });
-        Ok(run_tx("delete file", r)?.expect("no retry"))
+        let nonce = self.nonce()?;
+        self.settle(nonce, || {
+            let r = self.all().transaction(|t| {
+                let mut d = self.deferrer(nonce);
+                let mut counters: Counters =
+                    get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
+                let row = remove_file(t, &mut counters, id, &mut d)?;
+                put(&t[T_META], STATS_KEY, &counters)?;
+                Ok(row)
+            });
+            Ok(run_tx("delete file", r)?.expect("no retry"))
+        })
     }
 
     /// Renames file `id` to `(name, dist)` in its scope; fails if that key is taken by another file.
@@ -687,7 +717,8 @@ impl Index {
         drop_release: bool,
     ) -> Result<u64> {
         let rkey = release_key(org, version);
-        loop {
+        let nonce = self.nonce()?;
+        self.settle(nonce, || loop {
             let mut ids = Vec::new();
             for s in scopes {
                 ids.extend(self.scope_ids(s)?);
@@ -703,9 +734,10 @@ impl Index {
                 }
                 let mut counters: Counters =
                     get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
+                let mut d = self.deferrer(nonce);
                 let mut deleted = 0u64;
                 for &id in &ids {
-                    if remove_file(t, &mut counters, id)?.is_some() {
+                    if remove_file(t, &mut counters, id, &mut d)?.is_some() {
                         deleted += 1;
                     } else {
                         return Err(ConflictableTransactionError::Abort(Abort::Retry));
@@ -720,7 +752,7 @@ impl Index {
             if let Some(n) = run_tx("delete release files", r)? {
                 return Ok(n);
             }
-        }
+        })
     }
 
     /// Stores an API token record under the hash of its secret.
@@ -841,7 +873,8 @@ impl Index {
         for row in self.all_files() {
             *contents.entry(row?.rec.content).or_default() += 1;
         }
-        let mut chunks: HashMap<[u8; 32], u64> = HashMap::new();
+        // Pending records hold references no content does (released after each operation).
+        let mut chunks: HashMap<[u8; 32], u64> = self.pending_chunk_refs()?;
         for c in contents.keys() {
             if let Some(rec) = self.content(c)? {
                 let distinct: HashSet<[u8; 32]> =
@@ -860,6 +893,7 @@ fn incref_content(
     counters: &mut Counters,
     ing: &Ingested,
     written: &HashMap<[u8; 32], Location>,
+    pre: &Preowned,
 ) -> TxResult<()> {
     if let Some(mut rec) = get::<ContentRec>(&t[T_CONTENTS], &ing.blake3, "content record")? {
         rec.refcount += 1;
@@ -896,48 +930,15 @@ fn incref_content(
     put(&t[T_CONTENTS], &ing.blake3, &rec)?;
     t[T_BY_SHA1].insert(sha1_key(&ing.sha1, &ing.blake3), &[] as &[u8])?;
     counters.contents += 1;
-    let mut seen = HashSet::new();
-    for c in &ing.chunks {
-        if !seen.insert(c.blake3) {
-            continue;
-        }
-        match get::<ChunkRec>(&t[T_CHUNKS], &c.blake3, "chunk record")? {
-            Some(mut ch) => {
-                if ch.refcount == 0 {
-                    counters.chunks += 1;
-                    counters.stored_bytes += u64::from(ch.len);
-                }
-                ch.refcount += 1;
-                put(&t[T_CHUNKS], &c.blake3, &ch)?;
-            }
-            None => {
-                let Some(&location) = written.get(&c.blake3) else {
-                    // The upload saw this chunk in the index and did not write it; only gc removes
-                    // chunk records and it excludes uploads, so this is a bug, not a race.
-                    return abort(Error::corrupt(
-                        format!("chunk {}", crate::hex(&c.blake3)),
-                        "vanished from the index during an upload",
-                    ));
-                };
-                put(
-                    &t[T_CHUNKS],
-                    &c.blake3,
-                    &ChunkRec {
-                        location,
-                        len: c.len,
-                        crc32: c.crc32,
-                        refcount: 1,
-                    },
-                )?;
-                counters.chunks += 1;
-                counters.stored_bytes += u64::from(c.len);
-            }
-        }
-    }
-    Ok(())
+    pending::take_chunk_refs(t, counters, ing, written, pre)
 }
 
-fn decref_content(t: &[TransactionalTree], counters: &mut Counters, id: &[u8; 32]) -> TxResult<()> {
+fn decref_content(
+    t: &[TransactionalTree],
+    counters: &mut Counters,
+    id: &[u8; 32],
+    d: &mut Deferrer,
+) -> TxResult<()> {
     let Some(mut rec) = get::<ContentRec>(&t[T_CONTENTS], id, "content record")? else {
         return abort(Error::corrupt(
             format!("content {}", crate::hex(id)),
@@ -964,32 +965,19 @@ fn decref_content(t: &[TransactionalTree], counters: &mut Counters, id: &[u8; 32
     t[T_BY_SHA1].remove(sha1_key(&rec.sha1, id))?;
     counters.contents -= 1;
     let mut seen = HashSet::new();
-    for r in refs {
-        if !seen.insert(r.blake3) {
-            continue;
-        }
-        let Some(mut ch) = get::<ChunkRec>(&t[T_CHUNKS], &r.blake3, "chunk record")? else {
-            return abort(Error::corrupt(
-                format!("chunk {}", crate::hex(&r.blake3)),
-                "a content refers to a missing chunk",
-            ));
-        };
-        ch.refcount -= 1;
-        if ch.refcount == 0 {
-            counters.chunks -= 1;
-            counters.stored_bytes -= u64::from(ch.len);
-        }
-        // Kept at refcount 0 until gc: an upload that already decided not to write this chunk may
-        // still reference it; gc removes such records while no upload runs.
-        put(&t[T_CHUNKS], &r.blake3, &ch)?;
-    }
-    Ok(())
+    let distinct: Vec<[u8; 32]> = refs
+        .iter()
+        .map(|r| r.blake3)
+        .filter(|b| seen.insert(*b))
+        .collect();
+    pending::drop_chunk_refs(t, counters, &distinct, d)
 }
 
 fn remove_file(
     t: &[TransactionalTree],
     counters: &mut Counters,
     id: u64,
+    d: &mut Deferrer,
 ) -> TxResult<Option<FileRow>> {
     let Some(k) = t[T_FILE_IDS].get(id.to_be_bytes())? else {
         return Ok(None);
@@ -1002,7 +990,7 @@ fn remove_file(
     };
     t[T_FILES].remove(&k)?;
     t[T_FILE_IDS].remove(&id.to_be_bytes())?;
-    decref_content(t, counters, &row.rec.content)?;
+    decref_content(t, counters, &row.rec.content, d)?;
     counters.files -= 1;
     counters.logical_bytes -= row.rec.size;
     let rkey = release_key(&row.rec.key.org, &row.rec.key.release);

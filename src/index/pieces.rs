@@ -13,8 +13,8 @@ use sled::Transactional;
 
 use super::records::*;
 use super::{
-    abort, decref_content, get, incref_content, put, release_key, run_tx, sled_err, Index,
-    TxResult, STATS_KEY,
+    abort, decref_content, get, incref_content, put, release_key, run_tx, sled_err, Deferrer,
+    Index, TxResult, STATS_KEY,
 };
 use super::{
     FileRow, T_BUNDLES, T_BUNDLE_ENTRIES, T_CONTENTS, T_DEBUG_IDS, T_FILES, T_FILE_IDS, T_META,
@@ -88,31 +88,38 @@ impl Index {
         written: &HashMap<[u8; 32], Location>,
         now_ms: i64,
     ) -> Result<()> {
-        let r = self.all().transaction(|t| {
-            let mut counters: Counters = get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
-            for ing in items {
-                let k = piece_key(org, &ing.sha1);
-                let old: Option<PieceRec> = get(&t[T_PIECES], &k, "piece record")?;
-                if old.map(|o| o.content) != Some(ing.blake3) {
-                    incref_content(t, &mut counters, ing, written)?;
-                    if let Some(o) = old {
-                        decref_content(t, &mut counters, &o.content)?;
+        let nonce = self.nonce()?;
+        self.settle(nonce, || {
+            let refs: Vec<&Ingested> = items.iter().collect();
+            let pre = self.preown(nonce, &refs, written)?;
+            let r = self.all().transaction(|t| {
+                let mut d = self.deferrer(nonce);
+                let mut counters: Counters =
+                    get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
+                for ing in items {
+                    let k = piece_key(org, &ing.sha1);
+                    let old: Option<PieceRec> = get(&t[T_PIECES], &k, "piece record")?;
+                    if old.map(|o| o.content) != Some(ing.blake3) {
+                        incref_content(t, &mut counters, ing, written, &pre)?;
+                        if let Some(o) = old {
+                            decref_content(t, &mut counters, &o.content, &mut d)?;
+                        }
                     }
+                    put(
+                        &t[T_PIECES],
+                        &k,
+                        &PieceRec {
+                            content: ing.blake3,
+                            created_ms: now_ms,
+                        },
+                    )?;
                 }
-                put(
-                    &t[T_PIECES],
-                    &k,
-                    &PieceRec {
-                        content: ing.blake3,
-                        created_ms: now_ms,
-                    },
-                )?;
-            }
-            put(&t[T_META], STATS_KEY, &counters)?;
+                put(&t[T_META], STATS_KEY, &counters)?;
+                Ok(())
+            });
+            run_tx("commit pieces", r)?;
             Ok(())
-        });
-        run_tx("commit pieces", r)?;
-        Ok(())
+        })
     }
 
     /// The bundle `checksum` of `org` and its entries.
@@ -150,33 +157,49 @@ impl Index {
     /// Commits a newly assembled bundle and its projection into release files, atomically.
     pub fn commit_bundle(&self, c: &BundleCommit<'_>) -> Result<()> {
         let bkey = bundle_key(c.org, &c.checksum);
-        let r = self.all().transaction(|t| {
-            let mut counters: Counters = get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
-            if t[T_BUNDLES].get(&bkey)?.is_none() {
-                incref_content(t, &mut counters, c.bundle, &HashMap::new())?;
-                for (n, (entry, ing)) in c.entries.iter().enumerate() {
-                    incref_content(t, &mut counters, ing, c.written)?;
-                    put(&t[T_BUNDLE_ENTRIES], &entry_key(&bkey, n as u32), entry)?;
-                    if let Some(d) = &entry.debug_id {
-                        t[T_DEBUG_IDS]
-                            .insert(debug_key(d, c.org, &c.checksum, n as u32), &[] as &[u8])?;
+        let nonce = self.nonce()?;
+        self.settle(nonce, || {
+            let mut items: Vec<&Ingested> = vec![c.bundle];
+            items.extend(c.entries.iter().map(|(_, ing)| ing));
+            let pre = self.preown(nonce, &items, c.written)?;
+            let r = self.all().transaction(|t| {
+                let mut d = self.deferrer(nonce);
+                let mut counters: Counters =
+                    get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
+                if t[T_BUNDLES].get(&bkey)?.is_none() {
+                    incref_content(t, &mut counters, c.bundle, c.written, &pre)?;
+                    for (n, (entry, ing)) in c.entries.iter().enumerate() {
+                        incref_content(t, &mut counters, ing, c.written, &pre)?;
+                        put(&t[T_BUNDLE_ENTRIES], &entry_key(&bkey, n as u32), entry)?;
+                        if let Some(d) = &entry.debug_id {
+                            t[T_DEBUG_IDS]
+                                .insert(debug_key(d, c.org, &c.checksum, n as u32), &[] as &[u8])?;
+                        }
                     }
+                    let rec = BundleRec {
+                        bundle_content: Some(c.bundle.blake3),
+                        created_ms: c.now_ms,
+                        entry_count: c.entries.len() as u32,
+                    };
+                    put(&t[T_BUNDLES], &bkey, &rec)?;
                 }
-                let rec = BundleRec {
-                    bundle_content: Some(c.bundle.blake3),
-                    created_ms: c.now_ms,
-                    entry_count: c.entries.len() as u32,
-                };
-                put(&t[T_BUNDLES], &bkey, &rec)?;
-            }
-            for (key, id, n) in c.files {
-                put_entry_file(t, &mut counters, key, *id, &c.entries[*n].0, c.now_ms)?;
-            }
-            put(&t[T_META], STATS_KEY, &counters)?;
+                for (key, id, n) in c.files {
+                    put_entry_file(
+                        t,
+                        &mut counters,
+                        key,
+                        *id,
+                        &c.entries[*n].0,
+                        c.now_ms,
+                        &mut d,
+                    )?;
+                }
+                put(&t[T_META], STATS_KEY, &counters)?;
+                Ok(())
+            });
+            run_tx("commit bundle", r)?;
             Ok(())
-        });
-        run_tx("commit bundle", r)?;
-        Ok(())
+        })
     }
 
     /// Projects the entries of a known bundle into release files again (one transaction).
@@ -186,16 +209,21 @@ impl Index {
         entries: &[BundleEntryRec],
         now_ms: i64,
     ) -> Result<()> {
-        let r = self.all().transaction(|t| {
-            let mut counters: Counters = get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
-            for (key, id, n) in files {
-                put_entry_file(t, &mut counters, key, *id, &entries[*n], now_ms)?;
-            }
-            put(&t[T_META], STATS_KEY, &counters)?;
+        let nonce = self.nonce()?;
+        self.settle(nonce, || {
+            let r = self.all().transaction(|t| {
+                let mut d = self.deferrer(nonce);
+                let mut counters: Counters =
+                    get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
+                for (key, id, n) in files {
+                    put_entry_file(t, &mut counters, key, *id, &entries[*n], now_ms, &mut d)?;
+                }
+                put(&t[T_META], STATS_KEY, &counters)?;
+                Ok(())
+            });
+            run_tx("project bundle", r)?;
             Ok(())
-        });
-        run_tx("project bundle", r)?;
-        Ok(())
+        })
     }
 
     /// Bundle entries whose `debug-id` header is `debug_id` (lower-case), as (org, checksum, entry).
@@ -267,31 +295,36 @@ impl Index {
                 old_bundles.push(k.to_vec());
             }
         }
-        let r = self.all().transaction(|t| {
-            let mut counters: Counters = get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
-            let (mut pieces, mut bundles) = (0, 0);
-            for k in &old_pieces {
-                if let Some(rec) = get::<PieceRec>(&t[T_PIECES], k, "piece record")? {
-                    if rec.created_ms < cutoff_ms {
-                        decref_content(t, &mut counters, &rec.content)?;
-                        t[T_PIECES].remove(k.as_slice())?;
-                        pieces += 1;
+        let nonce = self.nonce()?;
+        self.settle(nonce, || {
+            let r = self.all().transaction(|t| {
+                let mut d = self.deferrer(nonce);
+                let mut counters: Counters =
+                    get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
+                let (mut pieces, mut bundles) = (0, 0);
+                for k in &old_pieces {
+                    if let Some(rec) = get::<PieceRec>(&t[T_PIECES], k, "piece record")? {
+                        if rec.created_ms < cutoff_ms {
+                            decref_content(t, &mut counters, &rec.content, &mut d)?;
+                            t[T_PIECES].remove(k.as_slice())?;
+                            pieces += 1;
+                        }
                     }
                 }
-            }
-            for k in &old_bundles {
-                if let Some(mut rec) = get::<BundleRec>(&t[T_BUNDLES], k, "bundle record")? {
-                    if let Some(c) = rec.bundle_content.take() {
-                        decref_content(t, &mut counters, &c)?;
-                        put(&t[T_BUNDLES], k, &rec)?;
-                        bundles += 1;
+                for k in &old_bundles {
+                    if let Some(mut rec) = get::<BundleRec>(&t[T_BUNDLES], k, "bundle record")? {
+                        if let Some(c) = rec.bundle_content.take() {
+                            decref_content(t, &mut counters, &c, &mut d)?;
+                            put(&t[T_BUNDLES], k, &rec)?;
+                            bundles += 1;
+                        }
                     }
                 }
-            }
-            put(&t[T_META], STATS_KEY, &counters)?;
-            Ok((pieces, bundles))
-        });
-        Ok(run_tx("expire pieces", r)?.expect("no retry"))
+                put(&t[T_META], STATS_KEY, &counters)?;
+                Ok((pieces, bundles))
+            });
+            Ok(run_tx("expire pieces", r)?.expect("no retry"))
+        })
     }
 }
 
@@ -304,6 +337,7 @@ fn put_entry_file(
     id: u64,
     e: &BundleEntryRec,
     now_ms: i64,
+    d: &mut Deferrer,
 ) -> TxResult<()> {
     let rkey = release_key(&key.org, &key.release);
     let Some(mut release) = get::<ReleaseRec>(&t[T_RELEASES], &rkey, "release record")? else {
@@ -329,7 +363,7 @@ fn put_entry_file(
     put(&t[T_CONTENTS], &e.content, &content)?;
     if let Some(o) = &old {
         t[T_FILE_IDS].remove(&o.id.to_be_bytes())?;
-        decref_content(t, counters, &o.rec.content)?;
+        decref_content(t, counters, &o.rec.content, d)?;
         counters.files -= 1;
         counters.logical_bytes -= o.rec.size;
         release.file_count -= 1;

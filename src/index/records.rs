@@ -181,3 +181,11 @@ pub struct BundleEntryRec {
     /// The `debug-id` header, lower-cased, if any.
     pub debug_id: Option<String>,
 }
+
+/// `pending`: operation nonce ‖ sequence → chunk references no content holds (see
+/// `index/pending.rs`), released right after the operation or at the next open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRec {
+    /// Distinct chunk ids, one reference each.
+    pub chunks: Vec<[u8; 32]>,
+}
