@@ -917,7 +917,13 @@ impl Inner {
                 }
                 Ok(())
             };
-            ingest::ingest(reader, self.chunking, limit, &mut on_chunk)?
+            ingest::ingest_or_known(
+                reader,
+                self.chunking,
+                limit,
+                &mut |id| self.stored_ingest(id),
+                &mut on_chunk,
+            )?
         };
         flush(&mut batch, &mut batch_ids, &mut written)?;
         Ok(Staged {
@@ -925,6 +931,34 @@ impl Inner {
             written,
             ticket,
         })
+    }
+
+    /// What ingesting the stored content `id` again would produce, read from the index (the
+    /// small-duplicate shortcut of [`ingest::ingest_or_known`]); `None` when it is not stored.
+    fn stored_ingest(&self, id: &[u8; 32]) -> Result<Option<ingest::Ingested>> {
+        let Some(rec) = self.index.content(id)? else {
+            return Ok(None);
+        };
+        let mut chunks = Vec::with_capacity(rec.chunk_count as usize);
+        for r in self.index.manifest(id, &rec)? {
+            let chunk = self.index.chunk(&r.blake3)?.ok_or_else(|| {
+                Error::corrupt(
+                    format!("chunk {}", crate::hex(&r.blake3)),
+                    "missing from the index",
+                )
+            })?;
+            chunks.push(ingest::ChunkMeta {
+                blake3: r.blake3,
+                crc32: chunk.crc32,
+                len: r.len,
+            });
+        }
+        Ok(Some(ingest::Ingested {
+            blake3: *id,
+            sha1: rec.sha1,
+            size: rec.size,
+            chunks,
+        }))
     }
 
     /// Commits a staged upload as the file `key` (validated, with validated `headers`): syncs

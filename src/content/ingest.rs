@@ -143,6 +143,20 @@ pub fn ingest(
     limit: u64,
     on_chunk: &mut dyn FnMut(&[u8], &ChunkMeta) -> Result<()>,
 ) -> Result<Ingested> {
+    ingest_or_known(reader, params, limit, &mut |_| Ok(None), on_chunk)
+}
+
+/// Like [`ingest`], with a shortcut for small uploads that are already stored: when the whole
+/// upload fits one block, its BLAKE3 is computed first and `known` asked for it; an answer is
+/// returned as it is, without chunking, per-chunk hashing, SHA-1 or `on_chunk` calls. Re-uploads
+/// of unchanged files (every release re-sends most of them) then cost one hash and a lookup.
+pub fn ingest_or_known(
+    reader: &mut dyn Read,
+    params: ChunkingParams,
+    limit: u64,
+    known: &mut dyn FnMut(&[u8; 32]) -> Result<Option<Ingested>>,
+    on_chunk: &mut dyn FnMut(&[u8], &ChunkMeta) -> Result<()>,
+) -> Result<Ingested> {
     let cutter = Cutter::new(params);
     let cap = BLOCK + params.max as usize;
     // Most uploads are far smaller than a block: read the first block into a growing buffer
@@ -156,7 +170,12 @@ pub fn ingest(
     if n < BLOCK {
         // The whole upload fits one block: no thread, everything inline.
         check_limit(n as u64, limit)?;
+        let whole = *blake3::hash(&first).as_bytes();
+        if let Some(stored) = known(&whole)? {
+            return Ok(stored);
+        }
         let mut state = Pass::new(cutter);
+        state.whole = Whole::Known(whole);
         let sha1: [u8; 20] = sha1::Sha1::digest(&first[..n]).into();
         state.chunk_all(&first[..n], true, on_chunk)?;
         return Ok(state.finish(sha1));
@@ -233,9 +252,15 @@ fn check_limit(total: u64, limit: u64) -> Result<()> {
     }
 }
 
+/// The whole upload's BLAKE3: hashed as it streams, or computed beforehand.
+enum Whole {
+    Streaming(Box<blake3::Hasher>),
+    Known([u8; 32]),
+}
+
 struct Pass {
     cutter: Cutter,
-    whole: blake3::Hasher,
+    whole: Whole,
     size: u64,
     chunks: Vec<ChunkMeta>,
 }
@@ -244,7 +269,7 @@ impl Pass {
     fn new(cutter: Cutter) -> Pass {
         Pass {
             cutter,
-            whole: blake3::Hasher::new(),
+            whole: Whole::Streaming(Box::new(blake3::Hasher::new())),
             size: 0,
             chunks: Vec::new(),
         }
@@ -271,7 +296,9 @@ impl Pass {
                 crc32: crc32fast::hash(chunk),
                 len: len as u32,
             };
-            self.whole.update(chunk);
+            if let Whole::Streaming(w) = &mut self.whole {
+                w.update(chunk);
+            }
             self.size += len as u64;
             on_chunk(chunk, &meta)?;
             self.chunks.push(meta);
@@ -281,8 +308,12 @@ impl Pass {
     }
 
     fn finish(self, sha1: [u8; 20]) -> Ingested {
+        let blake3 = match &self.whole {
+            Whole::Streaming(w) => *w.finalize().as_bytes(),
+            Whole::Known(b) => *b,
+        };
         Ingested {
-            blake3: *self.whole.finalize().as_bytes(),
+            blake3,
             sha1,
             size: self.size,
             chunks: self.chunks,
@@ -354,6 +385,59 @@ mod tests {
                 "size {size}"
             );
         }
+    }
+
+    #[test]
+    fn a_known_small_upload_is_answered_without_chunking_and_others_are_not() {
+        let data = pseudo_random(70_000, 3);
+        let (plain, _) = run(&data);
+        let mut asked = Vec::new();
+        let stored = Ingested {
+            blake3: plain.blake3,
+            sha1: [7; 20],
+            size: 1,
+            chunks: Vec::new(),
+        };
+        let mut calls = 0;
+        let got = ingest_or_known(
+            &mut &data[..],
+            ChunkingParams::default(),
+            u64::MAX,
+            &mut |id| {
+                asked.push(*id);
+                Ok(Some(stored.clone()))
+            },
+            &mut |_, _| {
+                calls += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(asked, vec![plain.blake3], "asked once, by the whole BLAKE3");
+        assert_eq!((got.sha1, got.size, calls), (stored.sha1, 1, 0));
+        // Unknown: the same result as a plain pass.
+        let got = ingest_or_known(
+            &mut &data[..],
+            ChunkingParams::default(),
+            u64::MAX,
+            &mut |_| Ok(None),
+            &mut |_, _| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(
+            (got.blake3, got.sha1, got.size, got.chunks),
+            (plain.blake3, plain.sha1, plain.size, plain.chunks)
+        );
+        // Larger than one block: never asked.
+        let big = pseudo_random(BLOCK + 10, 4);
+        ingest_or_known(
+            &mut &big[..],
+            ChunkingParams::default(),
+            u64::MAX,
+            &mut |_| panic!("asked about a multi-block upload"),
+            &mut |_, _| Ok(()),
+        )
+        .unwrap();
     }
 
     #[test]
