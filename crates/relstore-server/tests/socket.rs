@@ -323,22 +323,23 @@ async fn graceful_shutdown_finishes_an_upload_in_flight_and_refuses_new_connecti
     tx.send(Ok(Bytes::from(head))).await.unwrap();
     let mut sha1 = sha1::Sha1::new();
     let mut sent = 0u64;
-    let mut send_to = |limit: u64| {
-        let mut pieces = Vec::new();
-        while sent < limit {
-            let mut b = vec![0u8; PIECE];
-            random_at(0x5107, sent, &mut b);
-            sha1.update(&b);
-            sent += PIECE as u64;
-            pieces.push(Bytes::from(b));
-        }
-        pieces
+    // The next piece of the file, generated when needed (the body is never held whole).
+    let mut next_piece = || {
+        let mut b = vec![0u8; PIECE];
+        random_at(0x5107, sent, &mut b);
+        sha1.update(&b);
+        sent += PIECE as u64;
+        (Bytes::from(b), sent)
     };
     // With a channel of one, each send returns once the client took the previous piece, so
     // after this loop the client has handed over more than the connection can hold unread: the
     // server has accepted the connection and is reading the upload.
-    for p in send_to(before_shutdown) {
+    loop {
+        let (p, upto) = next_piece();
         tx.send(Ok(p)).await.expect("the request is still sending");
+        if upto >= before_shutdown {
+            break;
+        }
     }
     assert!(!request.is_finished(), "the upload must still be in flight");
 
@@ -355,8 +356,12 @@ async fn graceful_shutdown_finishes_an_upload_in_flight_and_refuses_new_connecti
     assert!(!request.is_finished(), "the upload must still be in flight");
 
     // Finish the body: the server answers it in full.
-    for p in send_to(total) {
+    loop {
+        let (p, upto) = next_piece();
         tx.send(Ok(p)).await.expect("the request is still sending");
+        if upto >= total {
+            break;
+        }
     }
     tx.send(Ok(Bytes::from(tail))).await.unwrap();
     drop(tx);
