@@ -79,23 +79,44 @@ impl ContentReader {
 
     /// Loads the run that starts at chunk `first`.
     fn load_run(&mut self, first: usize) -> Result<()> {
+        // The manifest's location hints first: no index lookup. A hint goes stale when gc moves
+        // the chunk; the record found there then fails its checks (or its segment is gone), and
+        // the `chunks` tree says where the chunk is now. Only that answer's errors count.
+        if self.try_load_run(first, false).is_ok() {
+            return Ok(());
+        }
         // One retry: a compaction may move the chunks between the lookup and the read.
-        match self.try_load_run(first) {
-            Err(Error::Corrupt { .. }) => self.try_load_run(first),
+        match self.try_load_run(first, true) {
+            Err(Error::Corrupt { .. }) => self.try_load_run(first, true),
             other => other,
         }
     }
 
-    fn try_load_run(&mut self, first: usize) -> Result<()> {
-        let head = self.locate(&self.chunks[first].blake3)?;
+    /// Where chunk `i` is: from the `chunks` tree, or from the manifest's hint.
+    fn resolve(&self, i: usize, from_index: bool) -> Result<ChunkRec> {
+        let c = &self.chunks[i];
+        if from_index {
+            self.locate(&c.blake3)
+        } else {
+            Ok(ChunkRec {
+                location: c.at,
+                len: c.len,
+                crc32: c.crc32,
+                refcount: 1,
+            })
+        }
+    }
+
+    fn try_load_run(&mut self, first: usize, from_index: bool) -> Result<()> {
+        let head = self.resolve(first, from_index)?;
         let mut recs = vec![head];
         let mut span = HEADER_LEN + head.len as usize;
         let mut next_at = head.location.offset + span as u64;
-        for c in &self.chunks[first + 1..] {
+        for (i, c) in self.chunks.iter().enumerate().skip(first + 1) {
             if span + HEADER_LEN + c.len as usize > MAX_RUN {
                 break;
             }
-            let rec = self.locate(&c.blake3)?;
+            let rec = self.resolve(i, from_index)?;
             if rec.location
                 != (Location {
                     segment: head.location.segment,

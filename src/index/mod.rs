@@ -899,12 +899,15 @@ fn incref_content(
         rec.refcount += 1;
         return put(&t[T_CONTENTS], &ing.blake3, &rec);
     }
+    let at = pending::take_chunk_refs(t, counters, ing, written, pre)?;
     let refs: Vec<ChunkRef> = ing
         .chunks
         .iter()
         .map(|c| ChunkRef {
             blake3: c.blake3,
             len: c.len,
+            crc32: c.crc32,
+            at: at[&c.blake3],
         })
         .collect();
     let rec = ContentRec {
@@ -930,7 +933,7 @@ fn incref_content(
     put(&t[T_CONTENTS], &ing.blake3, &rec)?;
     t[T_BY_SHA1].insert(sha1_key(&ing.sha1, &ing.blake3), &[] as &[u8])?;
     counters.contents += 1;
-    pending::take_chunk_refs(t, counters, ing, written, pre)
+    Ok(())
 }
 
 fn decref_content(

@@ -62,6 +62,8 @@ fn pending_key(nonce: u64, seq: u32) -> [u8; 12] {
 pub struct Preowned {
     /// Content → sequence numbers of its pending records.
     by_content: HashMap<[u8; 32], Vec<u32>>,
+    /// Where each chunk taken ahead lives (for the creating transaction's manifest).
+    locations: HashMap<[u8; 32], Location>,
     nonce: u64,
 }
 
@@ -86,14 +88,14 @@ pub struct Deferrer {
 
 /// Takes one reference to each distinct chunk of a content being created: in place when the
 /// creating transaction could not take them itself (`pre` has no records for it), otherwise by
-/// deleting the pending records that already hold them.
+/// deleting the pending records that already hold them. Returns where each chunk lives.
 pub(super) fn take_chunk_refs(
     t: &[TransactionalTree],
     counters: &mut Counters,
     ing: &Ingested,
     written: &HashMap<[u8; 32], Location>,
     pre: &Preowned,
-) -> TxResult<()> {
+) -> TxResult<HashMap<[u8; 32], Location>> {
     if let Some(keys) = pre.keys(&ing.blake3) {
         for k in keys {
             if t[T_PENDING].remove(&k)?.is_none() {
@@ -103,15 +105,32 @@ pub(super) fn take_chunk_refs(
                 ));
             }
         }
-        return Ok(());
+        let mut at = HashMap::with_capacity(ing.chunks.len());
+        for c in &ing.chunks {
+            let Some(&loc) = pre.locations.get(&c.blake3) else {
+                return abort(Error::corrupt(
+                    format!("chunk {}", crate::hex(&c.blake3)),
+                    "taken ahead without a location",
+                ));
+            };
+            at.insert(c.blake3, loc);
+        }
+        return Ok(at);
     }
-    let mut seen = HashSet::new();
+    let mut at = HashMap::with_capacity(ing.chunks.len());
     for c in &ing.chunks {
-        if seen.insert(c.blake3) {
-            incref_chunk(&t[T_CHUNKS], counters, &c.blake3, c.len, c.crc32, written)?;
+        if let std::collections::hash_map::Entry::Vacant(e) = at.entry(c.blake3) {
+            e.insert(incref_chunk(
+                &t[T_CHUNKS],
+                counters,
+                &c.blake3,
+                c.len,
+                c.crc32,
+                written,
+            )?);
         }
     }
-    Ok(())
+    Ok(at)
 }
 
 /// Drops one reference to each of `chunks` (distinct): in place within the budget, the rest as
@@ -150,7 +169,7 @@ fn incref_chunk(
     len: u32,
     crc32: u32,
     written: &HashMap<[u8; 32], Location>,
-) -> TxResult<()> {
+) -> TxResult<Location> {
     match get::<ChunkRec>(chunks, id, "chunk record")? {
         Some(mut ch) => {
             if ch.refcount == 0 {
@@ -158,7 +177,8 @@ fn incref_chunk(
                 counters.stored_bytes += u64::from(ch.len);
             }
             ch.refcount += 1;
-            put(chunks, id, &ch)
+            put(chunks, id, &ch)?;
+            Ok(ch.location)
         }
         None => {
             let Some(&location) = written.get(id) else {
@@ -180,7 +200,8 @@ fn incref_chunk(
                     crc32,
                     refcount: 1,
                 },
-            )
+            )?;
+            Ok(location)
         }
     }
 }
@@ -244,6 +265,7 @@ impl Index {
     ) -> Result<Preowned> {
         let mut pre = Preowned {
             by_content: HashMap::new(),
+            locations: HashMap::new(),
             nonce,
         };
         let mut todo: Vec<(&Ingested, Vec<usize>)> = Vec::new();
@@ -276,23 +298,31 @@ impl Index {
                     let mut counters: Counters =
                         get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
                     let mut ids = Vec::with_capacity(group.len());
+                    let mut at = Vec::with_capacity(group.len());
                     for &i in group {
                         let c = &ing.chunks[i];
-                        incref_chunk(
+                        at.push(incref_chunk(
                             &t[T_CHUNKS],
                             &mut counters,
                             &c.blake3,
                             c.len,
                             c.crc32,
                             written,
-                        )?;
+                        )?);
                         ids.push(c.blake3);
                     }
-                    put(&t[T_PENDING], &k, &PendingRec { chunks: ids })?;
+                    put(
+                        &t[T_PENDING],
+                        &k,
+                        &PendingRec {
+                            chunks: ids.clone(),
+                        },
+                    )?;
                     put(&t[T_META], STATS_KEY, &counters)?;
-                    Ok(())
+                    Ok(ids.into_iter().zip(at).collect::<Vec<_>>())
                 });
-                run_tx("take chunk references", r)?;
+                let at = run_tx("take chunk references", r)?.expect("no retry");
+                pre.locations.extend(at);
                 pre.by_content.entry(ing.blake3).or_default().push(seq);
                 seq += 1;
             }

@@ -35,6 +35,13 @@ pub struct ChunkRef {
     pub blake3: [u8; 32],
     /// Chunk length.
     pub len: u32,
+    /// CRC32 of the chunk (as in its record header).
+    pub crc32: u32,
+    /// Where the chunk was when the content was created: a hint that saves a `chunks` lookup per
+    /// chunk on reads. Compaction moves chunks without rewriting manifests, so a reader checks
+    /// the record found there (header CRC, BLAKE3, length, payload CRC) and falls back to the
+    /// `chunks` tree when it is not the chunk.
+    pub at: Location,
 }
 
 /// `contents`: BLAKE3 → the content.
