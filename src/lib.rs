@@ -37,6 +37,7 @@ mod group_commit;
 pub mod index;
 pub mod key;
 pub mod segment;
+mod staging;
 mod store;
 #[doc(hidden)]
 pub mod testing;

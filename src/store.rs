@@ -6,14 +6,13 @@
 //! `fdatasync` its log, again shared; (5) return. A crash at any point leaves the old state or the
 //! new one. It has no async runtime and knows nothing of HTTP.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::content::ingest::{self, ChunkingParams};
+use crate::content::ingest::ChunkingParams;
 use crate::content::ContentReader;
 use crate::error::{Error, Result};
 use crate::group_commit::GroupCommit;
@@ -21,8 +20,8 @@ use crate::index::records::{Counters, FormatRec, ReleaseRec};
 use crate::index::{FileRow, Index, ReleaseRow, UploadCommit};
 use crate::key::{validate_slug, validate_version, FileKey, ReleaseScope};
 use crate::segment::io::{SegmentIo, StdIo};
-use crate::segment::record::encode_record;
-use crate::segment::{Location, ReadMode, Segments};
+use crate::segment::{ReadMode, Segments};
+use crate::staging::Staged;
 
 /// Version of the store layout written in `FORMAT`.
 pub const FORMAT_VERSION: u32 = 2;
@@ -30,8 +29,6 @@ pub const FORMAT_VERSION: u32 = 2;
 pub const MAX_HEADERS: usize = 64;
 /// Largest total size of a file's header names and values, bytes.
 pub const MAX_HEADER_BYTES: usize = 16 << 10;
-/// Size at which an upload's new chunks are appended to the segment as one write.
-const APPEND_BATCH: usize = 1 << 20;
 
 /// When an acknowledged write is durable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -862,99 +859,7 @@ impl Store {
     }
 }
 
-/// An upload streamed into the segments but not yet in the index.
-pub(crate) struct Staged {
-    /// Hashes and chunk list.
-    pub(crate) ingested: ingest::Ingested,
-    /// Chunks this upload appended (absent from the index when it looked).
-    pub(crate) written: HashMap<[u8; 32], Location>,
-    /// Sync ticket of the last append, if anything was appended.
-    pub(crate) ticket: Option<u64>,
-}
-
 impl Inner {
-    /// Streams `reader` once (see [`ingest::ingest`]) and appends its chunks that the index does
-    /// not hold yet to the active segment, in batches. Call with the mutation guard held, and
-    /// commit (or drop) the result before releasing it.
-    pub(crate) fn stage(&self, reader: &mut dyn Read, limit: u64) -> Result<Staged> {
-        let mut written: HashMap<[u8; 32], Location> = HashMap::new();
-        let mut batch: Vec<u8> = Vec::new();
-        let mut batch_ids: Vec<([u8; 32], usize)> = Vec::new();
-        let mut ticket = None;
-        let mut flush = |batch: &mut Vec<u8>,
-                         ids: &mut Vec<([u8; 32], usize)>,
-                         written: &mut HashMap<[u8; 32], Location>|
-         -> Result<()> {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let (at, t) = self.segments.append(batch)?;
-            for (id, off) in ids.drain(..) {
-                written.insert(
-                    id,
-                    Location {
-                        segment: at.segment,
-                        offset: at.offset + off as u64,
-                    },
-                );
-            }
-            batch.clear();
-            ticket = Some(t);
-            Ok(())
-        };
-        let ingested = {
-            let mut on_chunk = |data: &[u8], meta: &ingest::ChunkMeta| -> Result<()> {
-                if written.contains_key(&meta.blake3)
-                    || batch_ids.iter().any(|(id, _)| *id == meta.blake3)
-                    || self.index.has_chunk(&meta.blake3)?
-                {
-                    return Ok(());
-                }
-                batch_ids.push((meta.blake3, batch.len()));
-                encode_record(&mut batch, data, meta.crc32, &meta.blake3);
-                if batch.len() >= APPEND_BATCH {
-                    flush(&mut batch, &mut batch_ids, &mut written)?;
-                }
-                Ok(())
-            };
-            ingest::ingest_or_known(
-                reader,
-                self.chunking,
-                limit,
-                &mut |id| self.stored_ingest(id),
-                &mut on_chunk,
-            )?
-        };
-        flush(&mut batch, &mut batch_ids, &mut written)?;
-        Ok(Staged {
-            ingested,
-            written,
-            ticket,
-        })
-    }
-
-    /// What ingesting the stored content `id` again would produce, read from the index (the
-    /// small-duplicate shortcut of [`ingest::ingest_or_known`]); `None` when it is not stored.
-    fn stored_ingest(&self, id: &[u8; 32]) -> Result<Option<ingest::Ingested>> {
-        let Some(rec) = self.index.content(id)? else {
-            return Ok(None);
-        };
-        let mut chunks = Vec::with_capacity(rec.chunk_count as usize);
-        for r in self.index.manifest(id, &rec)? {
-            chunks.push(ingest::ChunkMeta {
-                blake3: r.blake3,
-                crc32: r.crc32,
-                len: r.len,
-            });
-        }
-        Ok(Some(ingest::Ingested {
-            blake3: *id,
-            sha1: rec.sha1,
-            size: rec.size,
-            chunks,
-        }))
-    }
-
     /// Commits a staged upload as the file `key` (validated, with validated `headers`): syncs
     /// its bytes, runs the one index transaction (which re-checks the release, the project link
     /// and a taken key), and makes the index durable. Call with the mutation guard held.

@@ -72,6 +72,8 @@ fn scenario() -> Vec<Op> {
         Op::Upload("b.js", bytes(2, 30_000, 0)),
         Op::Upload("e.js", bytes(5, 60_000, 0)),
         Op::Upload("c.js", Vec::new()),
+        // Over two append batches: appends run on the stager's writer thread.
+        Op::Upload("f.js", bytes(6, 2_600_000, 0)),
     ]
 }
 

@@ -1,0 +1,231 @@
+//! Staging an upload: the one streaming pass over its bytes, with the chunks the index does not
+//! hold yet appended to the active segment, before the upload's index transaction.
+//!
+//! Appends run on a writer thread once an upload outgrows one batch, so that copying records into
+//! the page cache (as costly as SHA-1 on this hardware, see docs/benchmarks.md, W2) overlaps with
+//! chunking and hashing instead of following them on the caller's thread. Small uploads, the
+//! common case, append their one batch inline and start no thread.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::thread::{Scope, ScopedJoinHandle};
+
+use crate::content::ingest::{self, ChunkMeta, Ingested};
+use crate::error::{Error, Result};
+use crate::segment::record::encode_record;
+use crate::segment::Location;
+use crate::store::Inner;
+
+/// Size at which an upload's new chunks are appended to the segment as one write.
+const APPEND_BATCH: usize = 1 << 20;
+/// Batches queued for the writer thread (bounds memory: queued + writing + filling).
+const QUEUED_BATCHES: usize = 2;
+
+/// An upload streamed into the segments but not yet in the index.
+pub(crate) struct Staged {
+    /// Hashes and chunk list.
+    pub(crate) ingested: Ingested,
+    /// Chunks this upload appended (absent from the index when it looked).
+    pub(crate) written: HashMap<[u8; 32], Location>,
+    /// Sync ticket of the last append, if anything was appended.
+    pub(crate) ticket: Option<u64>,
+}
+
+/// A batch of encoded records and, per record, its chunk id and offset in the batch.
+type Batch = (Vec<u8>, Vec<([u8; 32], usize)>);
+
+/// Where appended chunks went, and the sync ticket of the last append.
+#[derive(Default)]
+struct Appended {
+    written: HashMap<[u8; 32], Location>,
+    ticket: Option<u64>,
+}
+
+impl Appended {
+    fn append(&mut self, inner: &Inner, batch: &[u8], ids: &[([u8; 32], usize)]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (at, ticket) = inner.segments.append(batch)?;
+        for (id, off) in ids {
+            self.written.insert(
+                *id,
+                Location {
+                    segment: at.segment,
+                    offset: at.offset + *off as u64,
+                },
+            );
+        }
+        self.ticket = Some(ticket);
+        Ok(())
+    }
+}
+
+/// The writer thread's side: its queue, the emptied buffers it hands back, and its result.
+struct Writer<'s> {
+    queue: SyncSender<Batch>,
+    returned: Receiver<Vec<u8>>,
+    handle: ScopedJoinHandle<'s, Result<Appended>>,
+}
+
+/// Frames new chunks into batches and appends them: inline until the first full batch, then
+/// through a writer thread.
+struct Appender<'s, 'e> {
+    inner: &'e Inner,
+    scope: &'s Scope<'s, 'e>,
+    batch: Vec<u8>,
+    ids: Vec<([u8; 32], usize)>,
+    writer: Option<Writer<'s>>,
+}
+
+impl<'s, 'e> Appender<'s, 'e> {
+    fn push(&mut self, data: &[u8], meta: &ChunkMeta) -> Result<()> {
+        self.ids.push((meta.blake3, self.batch.len()));
+        encode_record(&mut self.batch, data, meta.crc32, &meta.blake3);
+        if self.batch.len() >= APPEND_BATCH {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the full batch to the writer thread (starting it on first use).
+    fn send(&mut self) -> Result<()> {
+        let inner = self.inner;
+        let writer = self.writer.get_or_insert_with(|| {
+            let (queue, jobs) = mpsc::sync_channel::<Batch>(QUEUED_BATCHES);
+            let (give_back, returned) = mpsc::channel::<Vec<u8>>();
+            let handle = self
+                .scope
+                .spawn(move || write_batches(inner, jobs, give_back));
+            Writer {
+                queue,
+                returned,
+                handle,
+            }
+        });
+        let fresh = writer
+            .returned
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(APPEND_BATCH + (64 << 10)));
+        let batch = std::mem::replace(&mut self.batch, fresh);
+        let ids = std::mem::take(&mut self.ids);
+        if writer.queue.send((batch, ids)).is_err() {
+            // The writer stopped on an error: report it.
+            return match self.writer.take().map(|w| w.handle.join()) {
+                Some(Ok(Err(e))) => Err(e),
+                _ => Err(writer_gone()),
+            };
+        }
+        Ok(())
+    }
+
+    /// Appends what is left and waits for the writer thread.
+    fn finish(mut self) -> Result<Appended> {
+        match self.writer.take() {
+            None => {
+                let mut done = Appended::default();
+                done.append(self.inner, &self.batch, &self.ids)?;
+                Ok(done)
+            }
+            Some(w) => {
+                let last = (
+                    std::mem::take(&mut self.batch),
+                    std::mem::take(&mut self.ids),
+                );
+                let sent = last.0.is_empty() || w.queue.send(last).is_ok();
+                drop(w.queue);
+                let done = w.handle.join().map_err(|_| writer_gone())??;
+                if !sent {
+                    return Err(writer_gone());
+                }
+                Ok(done)
+            }
+        }
+    }
+}
+
+fn writer_gone() -> Error {
+    Error::Source(std::io::Error::other("segment writer thread stopped"))
+}
+
+fn write_batches(
+    inner: &Inner,
+    jobs: Receiver<Batch>,
+    give_back: Sender<Vec<u8>>,
+) -> Result<Appended> {
+    let mut done = Appended::default();
+    for (mut batch, ids) in jobs {
+        done.append(inner, &batch, &ids)?;
+        batch.clear();
+        // The stager may have finished already; then the buffer is simply dropped.
+        let _ = give_back.send(batch);
+    }
+    Ok(done)
+}
+
+impl Inner {
+    /// Streams `reader` once (see [`ingest::ingest_or_known`]) and appends its chunks that the
+    /// index does not hold yet to the active segment, in batches. Call with the mutation guard
+    /// held, and commit (or drop) the result before releasing it.
+    pub(crate) fn stage(&self, reader: &mut dyn Read, limit: u64) -> Result<Staged> {
+        std::thread::scope(|scope| {
+            let mut appender = Appender {
+                inner: self,
+                scope,
+                batch: Vec::new(),
+                ids: Vec::new(),
+                writer: None,
+            };
+            // Chunks this upload appended or queued: a chunk repeated within one upload is
+            // written once.
+            let mut mine: HashSet<[u8; 32]> = HashSet::new();
+            let ingested = ingest::ingest_or_known(
+                reader,
+                self.chunking,
+                limit,
+                &mut |id| self.stored_ingest(id),
+                &mut |data, meta| {
+                    if mine.contains(&meta.blake3) || self.index.has_chunk(&meta.blake3)? {
+                        return Ok(());
+                    }
+                    mine.insert(meta.blake3);
+                    appender.push(data, meta)
+                },
+            );
+            // Always wait for the writer, also when the pass failed.
+            let appended = appender.finish();
+            let ingested = ingested?;
+            let Appended { written, ticket } = appended?;
+            Ok(Staged {
+                ingested,
+                written,
+                ticket,
+            })
+        })
+    }
+
+    /// What ingesting the stored content `id` again would produce, read from the index (the
+    /// small-duplicate shortcut of [`ingest::ingest_or_known`]); `None` when it is not stored.
+    fn stored_ingest(&self, id: &[u8; 32]) -> Result<Option<Ingested>> {
+        let Some(rec) = self.index.content(id)? else {
+            return Ok(None);
+        };
+        let chunks = self
+            .index
+            .manifest(id, &rec)?
+            .into_iter()
+            .map(|r| ChunkMeta {
+                blake3: r.blake3,
+                crc32: r.crc32,
+                len: r.len,
+            })
+            .collect();
+        Ok(Some(Ingested {
+            blake3: *id,
+            sha1: rec.sha1,
+            size: rec.size,
+            chunks,
+        }))
+    }
+}
