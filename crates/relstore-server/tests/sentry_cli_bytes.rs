@@ -105,8 +105,18 @@ fn module(rng: &mut Rng, name: &str, statements: usize, banner: &str) -> (String
     (min, map)
 }
 
-/// Sized so that the bundle spans a few 8 MiB pieces: with one piece, any change re-sends it all.
+/// Sized so that the bundle spans two 8 MiB pieces (55 MiB on disk): with one piece, any change
+/// re-sends it all. `RELSTORE_BYTES_SCALE` multiplies it (7 makes a bundle of 5 pieces).
 const SCALE: usize = 3;
+
+fn scale() -> usize {
+    match std::env::var("RELSTORE_BYTES_SCALE") {
+        Ok(s) => s
+            .parse()
+            .expect("RELSTORE_BYTES_SCALE is a positive integer"),
+        Err(_) => SCALE,
+    }
+}
 
 const MODULES: &[(&str, usize)] = &[
     ("main.js", 9000),
@@ -129,7 +139,7 @@ fn write_build(dir: &Path, banner: &str, changed: Option<(&str, &str)>) -> Vec<(
             Some((c, b2)) if c == *name => b2,
             _ => banner,
         };
-        let (js, map) = module(&mut rng, name, statements * SCALE, b);
+        let (js, map) = module(&mut rng, name, statements * scale(), b);
         files.push((format!("static/js/{name}"), js.into_bytes()));
         files.push((format!("static/js/{name}.map"), map.into_bytes()));
     }
@@ -181,9 +191,11 @@ struct Upload {
     gzip_parts: u64,
     /// Pieces the bundle was split into (the `chunks` of the last assemble request).
     pieces: usize,
+    /// Growth of the store's deduplicated bytes (`Stats::stored_bytes`).
+    stored_bytes: i64,
 }
 
-fn summarize(records: &[RequestRecord]) -> Upload {
+fn summarize(records: &[RequestRecord], stored_bytes: i64) -> Upload {
     let chunk: Vec<&RequestRecord> = records.iter().filter(|r| r.is_chunk_post()).collect();
     let last_assemble = records
         .iter()
@@ -199,6 +211,7 @@ fn summarize(records: &[RequestRecord]) -> Upload {
         raw_parts: chunk.iter().map(|r| r.raw_parts).sum(),
         gzip_parts: chunk.iter().map(|r| r.gzip_parts).sum(),
         pieces: body["chunks"].as_array().unwrap().len(),
+        stored_bytes,
     }
 }
 
@@ -214,6 +227,7 @@ fn sentry_cli_resends_only_the_pieces_a_change_touches() {
     let dir = build.path().to_str().unwrap();
     let upload = |version: &str| {
         let mark = server.traffic.len();
+        let stored = store.stats().unwrap().stored_bytes as i64;
         let out = run_cli_env(
             &cli,
             &server,
@@ -232,7 +246,8 @@ fn sentry_cli_resends_only_the_pieces_a_change_touches() {
             &[("SENTRY_LOG_LEVEL", "info")],
         );
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        (summarize(&server.traffic.since(mark)), stderr)
+        let grown = store.stats().unwrap().stored_bytes as i64 - stored;
+        (summarize(&server.traffic.since(mark), grown), stderr)
     };
 
     let first_files = write_build(build.path(), "build 2026.11.27-1", None);
@@ -263,6 +278,11 @@ fn sentry_cli_resends_only_the_pieces_a_change_touches() {
     let (early, _) = upload("1.0");
     assert_release_holds(&store, "1.0", &early_files);
 
+    // The last directory again under a new release: the manifest names the release, so the
+    // bundle differs from the previous one only where the manifest sits.
+    let (new_release, _) = upload("2.0");
+    assert_release_holds(&store, "2.0", &early_files);
+
     let ratio = |u: &Upload| u.chunk_bytes as f64 / first.chunk_bytes as f64;
     println!(
         "build directory: {} files, {:.2} MiB on disk",
@@ -275,9 +295,10 @@ fn sentry_cli_resends_only_the_pieces_a_change_touches() {
         ("unchanged, same release", &second),
         ("vendor.js banner changed", &changed),
         ("chunk-auth.js banner changed", &early),
+        ("same files, new release 2.0", &new_release),
     ] {
         println!(
-            "{label:>30}: chunk bytes {:>9} ({:.3} of first), all request bytes {:>9}, {} requests, {} chunk POSTs, parts raw/gzip {}/{}, bundle pieces {}",
+            "{label:>30}: chunk bytes {:>9} ({:.3} of first), all request bytes {:>9}, {} requests, {} chunk POSTs, parts raw/gzip {}/{}, bundle pieces {}, stored bytes +{}",
             u.chunk_bytes,
             ratio(u),
             u.total_bytes,
@@ -285,7 +306,8 @@ fn sentry_cli_resends_only_the_pieces_a_change_touches() {
             u.chunk_posts,
             u.raw_parts,
             u.gzip_parts,
-            u.pieces
+            u.pieces,
+            u.stored_bytes
         );
     }
 
