@@ -33,9 +33,10 @@ pub struct Job {
     pub threads: usize,
     /// Input directory (W2 sources, npm data).
     pub source: Option<PathBuf>,
-    /// W8: average chunk size of the store, KiB (none: relstore's default).
+    /// W8: chunking parameters of the stores (none: relstore's default, and the computed sweep
+    /// of other chunk sizes runs too).
     #[serde(default)]
-    pub chunk_avg_kib: Option<u32>,
+    pub chunking: Option<relstore::ChunkingParams>,
 }
 
 /// One measurement.
@@ -144,7 +145,7 @@ fn small(job: &Job) -> R<()> {
     let logical: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
     let n = files.len() as u64;
     let c = job.contender.as_str();
-    if peers::STORES.contains(&c) {
+    if peers::is_store(c) {
         let peer = peers::open(c, &job.dir)?;
         // W1: every file new.
         reset_hwm();
@@ -206,7 +207,9 @@ fn small(job: &Job) -> R<()> {
         m.emit();
         return Ok(());
     }
-    // Limits: the same bytes, in memory.
+    // Limits: the same bytes, in memory; ingest limits take an `@MIN/AVG/MAX` variant too.
+    let (c, p) = peers::split_variant(c)?;
+    let p = p.unwrap_or_default();
     reset_hwm();
     let mut lat = Vec::new();
     let t = Instant::now();
@@ -221,7 +224,7 @@ fn small(job: &Job) -> R<()> {
         "ingest-1core" => {
             for (_, d) in &files {
                 let o = Instant::now();
-                data::ingest_one_core(d);
+                data::ingest_one_core(d, p);
                 lat.push(us(o));
             }
         }
@@ -233,7 +236,7 @@ fn small(job: &Job) -> R<()> {
                     let files = &files;
                     s.spawn(move || {
                         for (_, d) in files.iter().skip(part).step_by(2) {
-                            data::ingest_relstore(d);
+                            data::ingest_relstore(d, p);
                         }
                     });
                 }
@@ -294,7 +297,7 @@ fn large(job: &Job) -> R<()> {
     let mut m = Measure::new(&job.label, job);
     m.ops = srcs.len() as u64;
     m.bytes = logical;
-    if peers::STORES.contains(&c) {
+    if peers::is_store(c) {
         let peer = peers::open(c, &job.dir)?;
         reset_hwm();
         let mut lat = Vec::new();
@@ -341,6 +344,8 @@ fn large(job: &Job) -> R<()> {
         m.emit();
         return Ok(());
     }
+    let (c, p) = peers::split_variant(c)?;
+    let p = p.unwrap_or_default();
     let bufs: Vec<Vec<u8>> = srcs.iter().map(fs::read).collect::<Result<_, _>>()?;
     reset_hwm();
     let t = Instant::now();
@@ -352,12 +357,12 @@ fn large(job: &Job) -> R<()> {
         }
         "ingest-1core" => {
             for b in &bufs {
-                data::ingest_one_core(b);
+                data::ingest_one_core(b, p);
             }
         }
         "ingest-2core" => {
             for b in &bufs {
-                data::ingest_relstore(b);
+                data::ingest_relstore(b, p);
             }
         }
         "disk-floor" => {

@@ -68,10 +68,9 @@ pub fn write_source(path: &std::path::Path, size: u64, seed: u64) -> std::io::Re
     f.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
-/// The whole ingest computation on one thread: FastCDC cut points (16 KiB average), BLAKE3 and
+/// The whole ingest computation on one thread: FastCDC cut points (parameters `p`), BLAKE3 and
 /// CRC32 of every chunk, BLAKE3 and SHA-1 of the whole. Returns the number of chunks.
-pub fn ingest_one_core(data: &[u8]) -> usize {
-    let p = relstore::ChunkingParams::default();
+pub fn ingest_one_core(data: &[u8], p: relstore::ChunkingParams) -> usize {
     let mut whole = blake3::Hasher::new();
     let mut sha = sha1::Sha1::new();
     let mut n = 0;
@@ -89,13 +88,8 @@ pub fn ingest_one_core(data: &[u8]) -> usize {
 }
 
 /// relstore's own one-pass ingest (its SHA-1 runs on a second thread above 1 MiB).
-pub fn ingest_relstore(data: &[u8]) -> usize {
-    let got = relstore::content::ingest::ingest(
-        &mut &data[..],
-        relstore::ChunkingParams::default(),
-        u64::MAX,
-        &mut |_, _| Ok(()),
-    )
-    .expect("in-memory ingest cannot fail");
+pub fn ingest_relstore(data: &[u8], p: relstore::ChunkingParams) -> usize {
+    let got = relstore::content::ingest::ingest(&mut &data[..], p, u64::MAX, &mut |_, _| Ok(()))
+        .expect("in-memory ingest cannot fail");
     got.chunks.len()
 }

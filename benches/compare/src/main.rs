@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use child::{Job, Measure};
+use relstore::ChunkingParams;
 
 /// Sizes of one mode.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -33,8 +34,25 @@ struct Config {
     w6_rounds: u32,
     w8_versions: usize,
     w8_packages: Option<Vec<&'static str>>,
-    /// Extra W8 runs with these average chunk sizes (KiB), to compare measured stores.
-    w8_variants: Vec<u32>,
+    /// Extra W8 runs with these chunking parameters, to compare measured stores.
+    w8_variants: Vec<ChunkingParams>,
+    /// W8 rounds (each round uploads every package once per store variant).
+    w8_rounds: u32,
+    /// `--chunking`: the parameter grid. W1, W2 and W2-1file run every relstore contender and
+    /// the ingest limits once per entry; W8 runs one measured store per entry and round instead
+    /// of the default run. The first entry is the baseline of the comparison table.
+    chunking: Vec<ChunkingParams>,
+    /// `--contenders`: W1, W2 and W2-1file run only these (base names, without `@…`).
+    contenders: Option<Vec<String>>,
+}
+
+/// min = avg/4, max = 4×avg (KiB average), the shape of relstore's default parameters.
+fn quartered(avg_kib: u32) -> ChunkingParams {
+    ChunkingParams {
+        min: (avg_kib << 10) / 4,
+        avg: avg_kib << 10,
+        max: (avg_kib << 10) * 4,
+    }
 }
 
 impl Config {
@@ -52,6 +70,9 @@ impl Config {
             w8_versions: 10,
             w8_packages: Some(vec!["@angular/core"]),
             w8_variants: vec![],
+            w8_rounds: 1,
+            chunking: vec![],
+            contenders: None,
         }
     }
     fn full() -> Config {
@@ -67,7 +88,11 @@ impl Config {
             w6_rounds: 1,
             w8_versions: 10,
             w8_packages: None,
-            w8_variants: vec![8, 4],
+            // 16, 8 and 4 KiB averages; the one equal to the default is the default run already.
+            w8_variants: vec![quartered(16), quartered(8), quartered(4)],
+            w8_rounds: 1,
+            chunking: vec![],
+            contenders: None,
         }
     }
 }
@@ -103,11 +128,28 @@ fn main() {
     let mut cfg = Config::full();
     let mut only: Option<Vec<String>> = None;
     let mut out: Option<PathBuf> = None;
+    // Size options apply after the mode, whatever their order on the command line.
+    let mut overrides: Vec<(String, String)> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => cfg = Config::quick(),
             "--full" => cfg = Config::full(),
+            "--chunking" | "--contenders" | "--rounds" | "--w1-files" | "--w2-mib"
+            | "--no-w2-1file" | "--w8-packages" => {
+                let v = if a == "--no-w2-1file" {
+                    String::new()
+                } else {
+                    match it.next() {
+                        Some(v) => v.clone(),
+                        None => {
+                            eprintln!("{a} needs a value (try --help)");
+                            std::process::exit(2);
+                        }
+                    }
+                };
+                overrides.push((a.clone(), v));
+            }
             "--only" => {
                 only = it
                     .next()
@@ -122,7 +164,16 @@ fn main() {
             "-h" | "--help" => {
                 println!(
                     "usage: relstore-compare [--quick|--full] [--only W1,W2,W5,W6,W8] [--json PATH] [--w5-files N]\n\
-                     W1 also runs W3 and W4 (same stores); W5 also runs W7."
+                     \x20                       [--chunking MIN/AVG/MAX,...] [--contenders NAME,...] [--rounds N]\n\
+                     \x20                       [--w1-files N] [--w2-mib N] [--no-w2-1file] [--w8-packages PKG,...]\n\
+                     W1 also runs W3 and W4 (same stores); W5 also runs W7.\n\
+                     --chunking   chunking grid, KiB (e.g. 4/16/64,1/4/16): W1, W2 and W2-1file run every\n\
+                     \x20            relstore contender and ingest limit once per entry (named NAME@MIN/AVG/MAX);\n\
+                     \x20            W8 uploads every package into one store per entry and round. The first\n\
+                     \x20            entry is the baseline of the chunking table.\n\
+                     --contenders W1/W2 contenders to run (base names), e.g. relstore-immediate,ingest-2core\n\
+                     --rounds     rounds of W1, W2 and W8 (contenders rotate round by round)\n\
+                     --w2-mib     size of each of W2's four files"
                 );
                 return;
             }
@@ -130,6 +181,49 @@ fn main() {
                 eprintln!("unknown argument {other} (try --help)");
                 std::process::exit(2);
             }
+        }
+    }
+    for (k, v) in overrides {
+        let num = |v: &str| -> u64 {
+            v.parse().unwrap_or_else(|_| {
+                eprintln!("{k}: not a number: {v}");
+                std::process::exit(2);
+            })
+        };
+        match k.as_str() {
+            "--chunking" => {
+                cfg.chunking = v
+                    .split(',')
+                    .map(|p| {
+                        peers::parse_chunking(p).unwrap_or_else(|e| {
+                            eprintln!("--chunking: {e}");
+                            std::process::exit(2);
+                        })
+                    })
+                    .collect();
+            }
+            "--contenders" => cfg.contenders = Some(v.split(',').map(str::to_string).collect()),
+            "--rounds" => {
+                let n = num(&v) as u32;
+                (cfg.small_rounds, cfg.w2_rounds, cfg.w8_rounds) = (n, n, n);
+            }
+            "--w1-files" => cfg.w1_files = num(&v) as usize,
+            "--w2-mib" => cfg.w2_file_bytes = num(&v) << 20,
+            "--no-w2-1file" => cfg.one_gib_file = false,
+            "--w8-packages" => {
+                let known = ["echarts", "pdfjs-dist", "@angular/core"];
+                cfg.w8_packages = Some(
+                    v.split(',')
+                        .map(|p| {
+                            known.iter().copied().find(|k| *k == p).unwrap_or_else(|| {
+                                eprintln!("--w8-packages: {p} is not one of {known:?}");
+                                std::process::exit(2);
+                            })
+                        })
+                        .collect(),
+                );
+            }
+            _ => {}
         }
     }
     let want = |w: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == w));
@@ -208,12 +302,15 @@ impl Harness {
             kind: kind.into(),
             label: label.into(),
             contender: contender.into(),
-            dir: self.run_dir.join(format!("{label}-r{round}-{contender}")),
+            dir: self.run_dir.join(format!(
+                "{label}-r{round}-{}",
+                contender.replace(['/', '@'], "-")
+            )),
             round,
             n: 0,
             threads: 1,
             source: None,
-            chunk_avg_kib: None,
+            chunking: None,
         }
     }
 
@@ -291,20 +388,58 @@ impl Harness {
         self.settle("warmup");
     }
 
-    fn rotated<'a>(list: &[&'a str], round: u32) -> Vec<&'a str> {
+    fn rotated<T: Clone>(list: &[T], round: u32) -> Vec<T> {
         let mut v = list.to_vec();
-        let k = round as usize % v.len();
-        v.rotate_left(k);
+        if !v.is_empty() {
+            let k = round as usize % v.len();
+            v.rotate_left(k);
+        }
         v
+    }
+
+    /// The contenders of a W1/W2 round: `list` filtered by `--contenders`, each relstore store
+    /// and ingest limit once per `--chunking` entry.
+    fn lineup(cfg: &Config, list: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in list {
+            if cfg
+                .contenders
+                .as_ref()
+                .is_some_and(|keep| !keep.iter().any(|k| k == c))
+            {
+                continue;
+            }
+            let varies = c.starts_with("relstore") || c.starts_with("ingest-");
+            if varies && !cfg.chunking.is_empty() {
+                for p in &cfg.chunking {
+                    out.push(format!("{c}@{}", peers::chunking_label(p)));
+                }
+            } else {
+                out.push(c.to_string());
+            }
+        }
+        out
+    }
+
+    /// Records the load average at the start of a round (the machine is shared).
+    fn note_load(&mut self, what: &str) {
+        let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let l: Vec<&str> = l.split_whitespace().take(3).collect();
+        self.notes.push(format!(
+            "load average at the start of {what}: {}",
+            l.join(" ")
+        ));
     }
 
     fn small(&mut self, cfg: &Config) {
         eprintln!("W1/W3/W4: {} small files", cfg.w1_files);
         let mut all: Vec<&str> = peers::STORES.iter().chain(LIMITS).copied().collect();
         all.push("fsync-floor");
+        let all = Self::lineup(cfg, &all);
         for r in 0..cfg.small_rounds {
+            self.note_load(&format!("W1 round {r}"));
             for c in Self::rotated(&all, r) {
-                let mut job = self.job("small", "W1", c, r);
+                let mut job = self.job("small", "W1", &c, r);
                 job.n = cfg.w1_files;
                 self.spawn(&job);
             }
@@ -330,9 +465,11 @@ impl Harness {
         }
         let mut all: Vec<&str> = peers::STORES.iter().chain(LIMITS).copied().collect();
         all.extend(["sha1sum-cmd", "dd-fsync-cmd"]);
+        let all = Self::lineup(cfg, &all);
         for r in 0..cfg.w2_rounds {
+            self.note_load(&format!("W2 round {r}"));
             for c in Self::rotated(&all, r) {
-                let mut job = self.job("large", "W2", c, r);
+                let mut job = self.job("large", "W2", &c, r);
                 job.source = Some(src.clone());
                 self.spawn(&job);
             }
@@ -356,9 +493,10 @@ impl Harness {
                 "ingest-2core",
                 "disk-floor",
             ];
+            let list = Self::lineup(cfg, &list);
             for r in 0..1 {
                 for c in Self::rotated(&list, r) {
-                    let mut job = self.job("large", "W2-1file", c, r);
+                    let mut job = self.job("large", "W2-1file", &c, r);
                     job.source = Some(src.clone());
                     self.spawn(&job);
                 }
@@ -473,11 +611,36 @@ impl Harness {
         let mut job = self.job("npm", "W8", "relstore", 0);
         job.n = cfg.w8_versions;
         job.source = Some(view.clone());
-        self.spawn(&job);
-        for k in &cfg.w8_variants {
-            job.chunk_avg_kib = Some(*k);
-            job.dir = self.run_dir.join(format!("W8-avg{k}k"));
+        if cfg.chunking.is_empty() {
             self.spawn(&job);
+            for p in cfg
+                .w8_variants
+                .iter()
+                .filter(|p| **p != ChunkingParams::default())
+            {
+                job.chunking = Some(*p);
+                job.dir = self
+                    .run_dir
+                    .join(format!("W8-{}", peers::chunking_label(p).replace('/', "-")));
+                self.spawn(&job);
+            }
+        } else {
+            // The grid, rotated round by round so no variant always runs first (or last).
+            for r in 0..cfg.w8_rounds {
+                self.note_load(&format!("W8 round {r}"));
+                for p in Self::rotated(&cfg.chunking, r) {
+                    job.round = r;
+                    job.chunking = Some(p);
+                    job.contender = format!("relstore@{}", peers::chunking_label(&p));
+                    job.dir = self.run_dir.join(format!(
+                        "W8-r{r}-{}",
+                        peers::chunking_label(&p).replace('/', "-")
+                    ));
+                    self.spawn(&job);
+                    // Each store is 0.4–0.6 GB: free the disk before the next one.
+                    self.settle("W8-r");
+                }
+            }
         }
         self.settle("W8");
         let _ = std::fs::remove_dir_all(&view);

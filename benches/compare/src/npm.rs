@@ -92,15 +92,8 @@ pub fn run(job: &Job) -> R<()> {
     for (pkg, versions) in pkgs {
         let versions = &versions[versions.len().saturating_sub(job.n)..];
         let dir = job.dir.join(slug(&pkg));
-        let chunking = match job.chunk_avg_kib {
-            Some(k) => relstore::ChunkingParams {
-                min: (k << 10) / 4,
-                avg: k << 10,
-                max: (k << 10) * 4,
-            },
-            None => relstore::ChunkingParams::default(),
-        };
-        let sweep_on = job.chunk_avg_kib.is_none();
+        let chunking = job.chunking.unwrap_or_default();
+        let sweep_on = job.chunking.is_none();
         let store = Store::open(StoreOptions::new(&dir).chunking(chunking).durability(
             Durability::Batched {
                 interval: Duration::from_secs(1),
@@ -156,6 +149,9 @@ pub fn run(job: &Job) -> R<()> {
             per_release.push(st.disk_bytes as f64 / logical as f64);
         }
         let st = store.stats()?;
+        if store.chunking() != chunking {
+            return Err(format!("{}: store kept other chunking parameters", dir.display()).into());
+        }
         drop(store);
         let mut m = Measure {
             workload: "W8".into(),
@@ -168,7 +164,13 @@ pub fn run(job: &Job) -> R<()> {
             ..Default::default()
         };
         let e = &mut m.extra;
+        e.insert("default_run".into(), if sweep_on { 1.0 } else { 0.0 });
+        e.insert("chunk_min_kib".into(), (chunking.min >> 10) as f64);
         e.insert("chunk_avg_kib".into(), (chunking.avg >> 10) as f64);
+        e.insert("chunk_max_kib".into(), (chunking.max >> 10) as f64);
+        // Allocated blocks after close, split so the index's share of the store is known.
+        e.insert("index_du_bytes".into(), du(&dir.join("index")) as f64);
+        e.insert("segments_du_bytes".into(), du(&dir.join("segments")) as f64);
         e.insert("versions".into(), versions.len() as f64);
         e.insert("map_bytes".into(), map_bytes as f64);
         e.insert("relstore_disk_bytes".into(), st.disk_bytes as f64);

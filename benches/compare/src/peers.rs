@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use relstore::{Durability, ReleaseScope, Store, StoreOptions};
+use relstore::{ChunkingParams, Durability, ReleaseScope, Store, StoreOptions};
 use sha1::Digest;
 
 /// Errors of any contender.
@@ -43,16 +43,61 @@ pub const STORES: &[&str] = &[
     "plain-files",
 ];
 
-/// Opens contender `name` in the fresh directory `dir`.
+/// Whether contender `name` (possibly `base@MIN/AVG/MAX`) is a store rather than a limit.
+pub fn is_store(name: &str) -> bool {
+    STORES.contains(&name.split('@').next().unwrap_or(name))
+}
+
+/// Parses `MIN/AVG/MAX` in KiB (e.g. `1/4/16`) into chunking parameters, checked against
+/// FastCDC's limits so a typo fails before any store is created.
+pub fn parse_chunking(s: &str) -> R<ChunkingParams> {
+    let v: Vec<u32> = s
+        .split('/')
+        .map(|x| x.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("chunking {s:?}: {e} (want MIN/AVG/MAX in KiB, e.g. 1/4/16)"))?;
+    let [min, avg, max] = v[..] else {
+        return Err(format!("chunking {s:?}: want MIN/AVG/MAX in KiB, e.g. 1/4/16").into());
+    };
+    let p = ChunkingParams {
+        min: min << 10,
+        avg: avg << 10,
+        max: max << 10,
+    };
+    p.validate()?;
+    Ok(p)
+}
+
+/// `MIN/AVG/MAX` in KiB, the inverse of [`parse_chunking`].
+pub fn chunking_label(p: &ChunkingParams) -> String {
+    format!("{}/{}/{}", p.min >> 10, p.avg >> 10, p.max >> 10)
+}
+
+/// Splits a contender name `base@MIN/AVG/MAX` into its base and chunking parameters (none: the
+/// store's default).
+pub fn split_variant(name: &str) -> R<(&str, Option<ChunkingParams>)> {
+    match name.split_once('@') {
+        Some((base, p)) => Ok((base, Some(parse_chunking(p)?))),
+        None => Ok((name, None)),
+    }
+}
+
+/// Opens contender `name` in the fresh directory `dir`. relstore contenders take an optional
+/// `@MIN/AVG/MAX` suffix (KiB) for the chunking parameters of the new store.
 pub fn open(name: &str, dir: &Path) -> R<Box<dyn Peer>> {
     fs::create_dir_all(dir)?;
-    Ok(match name {
-        "relstore-immediate" => Box::new(Rel::open(dir, Durability::Immediate)?),
-        "relstore-batched" => Box::new(Rel::open(
+    let (base, chunking) = split_variant(name)?;
+    if chunking.is_some() && !base.starts_with("relstore") {
+        return Err(format!("{name}: only relstore takes chunking parameters").into());
+    }
+    Ok(match base {
+        "relstore-immediate" => Box::new(Rel::open_with(dir, Durability::Immediate, chunking)?),
+        "relstore-batched" => Box::new(Rel::open_with(
             dir,
             Durability::Batched {
                 interval: Duration::from_millis(200),
             },
+            chunking,
         )?),
         "cacache" => Box::new(Cacache {
             dir: dir.to_owned(),
@@ -75,11 +120,29 @@ pub struct Rel {
 impl Rel {
     /// Opens a store at `dir` and creates the release files go to.
     pub fn open(dir: &Path, durability: Durability) -> R<Rel> {
-        let store = Store::open(
-            StoreOptions::new(dir)
-                .durability(durability)
-                .max_upload_bytes(4 << 30),
-        )?;
+        Rel::open_with(dir, durability, None)
+    }
+
+    /// [`Rel::open`] with chunking parameters for a new store (none: relstore's default).
+    pub fn open_with(
+        dir: &Path,
+        durability: Durability,
+        chunking: Option<ChunkingParams>,
+    ) -> R<Rel> {
+        let mut opts = StoreOptions::new(dir)
+            .durability(durability)
+            .max_upload_bytes(4 << 30);
+        if let Some(c) = chunking {
+            opts = opts.chunking(c);
+        }
+        let store = Store::open(opts)?;
+        if let Some(c) = chunking {
+            if store.chunking() != c {
+                return Err(
+                    format!("{}: store kept other chunking parameters", dir.display()).into(),
+                );
+            }
+        }
         store.create_release("bench", "1.0.0", &["web"])?;
         Ok(Rel {
             store,

@@ -78,7 +78,7 @@ impl View<'_> {
                 "dd-fsync-cmd",
             ]
             .iter()
-            .position(|x| *x == c)
+            .position(|x| *x == c.split('@').next().unwrap_or(c))
             .unwrap_or(99)
         };
         v.sort_by_key(|c| rank(c));
@@ -102,6 +102,185 @@ fn mib(kib: Option<u64>) -> Option<f64> {
 
 fn disk_ratio(m: &Measure) -> Option<f64> {
     m.disk_bytes.map(|d| d as f64 / m.bytes.max(1) as f64)
+}
+
+/// `MIN/AVG/MAX` KiB of a W8 measurement.
+fn variant_name(m: &Measure) -> String {
+    let k = |x: &str, d: f64| m.extra.get(x).copied().unwrap_or(d);
+    let avg = k("chunk_avg_kib", 16.0);
+    format!(
+        "{:.0}/{:.0}/{:.0}",
+        k("chunk_min_kib", avg / 4.0),
+        avg,
+        k("chunk_max_kib", avg * 4.0)
+    )
+}
+
+/// The measured W8 stores side by side, one row per chunking variant (KiB min/avg/max): bytes
+/// kept per package and overall, the index's part, the chunk count and the upload rate, with
+/// the rate's ratio to the baseline (the first `--chunking` entry, else the default run) taken
+/// round by round.
+fn w8_variants(s: &mut String, cfg: &Config, all: &[&Measure]) {
+    if all.is_empty() {
+        return;
+    }
+    let mut names: Vec<String> = Vec::new();
+    for m in all {
+        let n = variant_name(m);
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    if names.len() < 2 && cfg.chunking.is_empty() {
+        return;
+    }
+    if let Some(first) = cfg.chunking.first() {
+        let b = crate::peers::chunking_label(first);
+        names.retain(|n| *n != b);
+        names.insert(0, b);
+    }
+    let mut pkgs: Vec<String> = Vec::new();
+    for m in all {
+        if !pkgs.contains(&m.contender) {
+            pkgs.push(m.contender.clone());
+        }
+    }
+    pkgs.sort();
+    let _ = writeln!(
+        s,
+        "\nMeasured stores by chunking parameters (KiB min/avg/max; the first row is the baseline). \
+         On disk ÷ logical as the store reports it (segments + index); \"du\" counts allocated blocks \
+         after close; \"index\" is the index directory's blocks; upload MB/s over all packages, \
+         median over rounds, and its ratio to the baseline's in the same round (median, min–max):\n\n\
+         | chunking | n | {} | all | all (du) | index ÷ logical | index ÷ du | chunks (k) | upload MB/s | ÷ baseline | range |\n\
+         |---|--:|{}--:|--:|--:|--:|--:|--:|--:|--:|",
+        pkgs.join(" | "),
+        "--:|".repeat(pkgs.len())
+    );
+    // Per variant and round: (disk, du, index du, logical, secs, chunks).
+    type Tot = (f64, f64, f64, f64, f64, f64);
+    let per_round = |name: &str| -> std::collections::BTreeMap<u32, Tot> {
+        let mut by = std::collections::BTreeMap::<u32, Tot>::new();
+        for m in all.iter().filter(|m| variant_name(m) == name) {
+            let e = |k: &str| m.extra.get(k).copied().unwrap_or(0.0);
+            let t = by.entry(m.round).or_default();
+            t.0 += e("relstore_disk_bytes");
+            t.1 += e("index_du_bytes") + e("segments_du_bytes");
+            t.2 += e("index_du_bytes");
+            t.3 += m.bytes as f64;
+            t.4 += m.secs;
+            t.5 += e("relstore_chunks");
+        }
+        by
+    };
+    let base = per_round(&names[0]);
+    for name in &names {
+        let rounds = per_round(name);
+        let mut line = format!("| {name} | {} |", rounds.len());
+        for p in &pkgs {
+            let r = median(
+                all.iter()
+                    .filter(|m| variant_name(m) == *name && m.contender == *p)
+                    .filter_map(|m| {
+                        m.extra
+                            .get("relstore_disk_bytes")
+                            .map(|d| d / m.bytes.max(1) as f64)
+                    })
+                    .collect(),
+            );
+            let _ = write!(line, " {} |", f(r, 3));
+        }
+        let col = |g: &dyn Fn(&Tot) -> Option<f64>| median(rounds.values().filter_map(g).collect());
+        let du_ok = |t: &Tot| t.1 > 0.0;
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .filter_map(|(r, t)| {
+                let b = base.get(r)?;
+                (t.4 > 0.0 && b.4 > 0.0).then(|| (t.3 / t.4) / (b.3 / b.4))
+            })
+            .collect();
+        let lo = ratios.iter().copied().reduce(f64::min);
+        let hi = ratios.iter().copied().reduce(f64::max);
+        let _ = writeln!(
+            s,
+            "{line} {} | {} | {} | {} | {:.1} | {} | {} | {}–{} |",
+            f(col(&|t| Some(t.0 / t.3)), 3),
+            f(col(&|t| du_ok(t).then(|| t.1 / t.3)), 3),
+            f(col(&|t| du_ok(t).then(|| t.2 / t.3)), 3),
+            f(col(&|t| du_ok(t).then(|| t.2 / t.1)), 3),
+            col(&|t| Some(t.5)).unwrap_or(0.0) / 1e3,
+            f(col(&|t| (t.4 > 0.0).then(|| t.3 / t.4 / 1e6)), 0),
+            f(median(ratios), 2),
+            f(lo, 2),
+            f(hi, 2),
+        );
+    }
+}
+
+/// W1/W3/W4/W2 of the relstore contenders and ingest limits per `--chunking` entry, with each
+/// variant's rate over the baseline's (the first entry) in the same round.
+fn chunking_table(s: &mut String, cfg: &Config, v: &View) {
+    let Some(first) = cfg.chunking.first() else {
+        return;
+    };
+    let base = crate::peers::chunking_label(first);
+    let _ = writeln!(
+        s,
+        "### relstore by chunking parameters (KiB min/avg/max), W1–W4 and W2\n\n\
+         Rates are medians over rounds; \"÷ {base}\" is the ratio to the same contender with the baseline \
+         parameters in the same round (median, min–max over rounds).\n\n\
+         | workload | contender | chunking | n | MB/s | files/s | ÷ {base} | range | p50 ms | p99 ms | disk / logical |\n\
+         |---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+    );
+    for w in ["W1", "W3", "W4", "W2", "W2-1file"] {
+        let rate = if matches!(w, "W1" | "W3" | "W4") {
+            ops
+        } else {
+            mbps
+        };
+        let mut bases: Vec<String> = Vec::new();
+        for c in v.contenders(w) {
+            if let Some((b, _)) = c.split_once('@') {
+                if !bases.iter().any(|x| x == b) {
+                    bases.push(b.to_string());
+                }
+            }
+        }
+        for b in bases {
+            let bc = format!("{b}@{base}");
+            for p in &cfg.chunking {
+                let label = crate::peers::chunking_label(p);
+                let c = format!("{b}@{label}");
+                if v.rounds(w, &c) == 0 {
+                    continue;
+                }
+                let mut rs = Vec::new();
+                for ma in v.of(w, &c) {
+                    if let Some(mb) = v.of(w, &bc).find(|m| m.round == ma.round) {
+                        if let (Some(x), Some(y)) = (rate(ma), rate(mb)) {
+                            rs.push(x / y);
+                        }
+                    }
+                }
+                let lo = rs.iter().copied().reduce(f64::min);
+                let hi = rs.iter().copied().reduce(f64::max);
+                let _ = writeln!(
+                    s,
+                    "| {w} | {b} | {label} | {} | {} | {} | {} | {}–{} | {} | {} | {} |",
+                    v.rounds(w, &c),
+                    f(v.med(w, &c, mbps), 0),
+                    f(v.med(w, &c, ops), 0),
+                    f(median(rs), 2),
+                    f(lo, 2),
+                    f(hi, 2),
+                    f(v.med(w, &c, |m| m.p50_us.map(|x| x / 1e3)), 3),
+                    f(v.med(w, &c, |m| m.p99_us.map(|x| x / 1e3)), 3),
+                    f(v.med(w, &c, disk_ratio), 3),
+                );
+            }
+        }
+    }
+    s.push('\n');
 }
 
 /// Renders the whole report.
@@ -237,6 +416,7 @@ pub fn render(
         }
         s.push('\n');
     }
+    chunking_table(&mut s, cfg, &v);
     let w6: Vec<String> = v.contenders("W6-t1");
     if !w6.is_empty() {
         let _ = writeln!(
@@ -280,19 +460,26 @@ pub fn render(
         }
         s.push('\n');
     }
-    let avg_of = |m: &Measure| m.extra.get("chunk_avg_kib").copied().unwrap_or(16.0);
     let w8_all: Vec<&Measure> = ms.iter().filter(|m| m.workload == "W8").collect();
+    // The default run (with the computed sweep); older results lack the flag.
     let w8: Vec<&Measure> = w8_all
         .iter()
         .copied()
-        .filter(|m| avg_of(m) == 16.0)
+        .filter(|m| {
+            m.extra.get("default_run").map_or_else(
+                || m.extra.get("chunk_avg_kib").copied().unwrap_or(16.0) == 16.0,
+                |x| *x == 1.0,
+            )
+        })
         .collect();
     if !w8.is_empty() {
         let _ = writeln!(
             s,
             "### W8: consecutive npm releases uploaded release after release (bytes kept ÷ logical bytes)\n\n\
+             Chunking of the measured store: {}.\n\n\
              | package | versions | files | logical MB | .map share | relstore on disk | relstore chunks | whole-file dedup | fixed 1 MiB | CDC 4K | CDC 8K | CDC 16K | CDC 32K | CDC 64K | upload MB/s |\n\
-             |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+             |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+            variant_name(w8[0])
         );
         let mut tot = std::collections::BTreeMap::<String, f64>::new();
         let mut tot_logical = 0.0;
@@ -341,40 +528,9 @@ pub fn render(
                 t("cdc_64k_bytes"),
             );
         }
-        let mut variants: Vec<f64> = w8_all.iter().map(|m| avg_of(m)).collect();
-        variants.sort_by(f64::total_cmp);
-        variants.dedup();
-        if variants.len() > 1 {
-            let _ = writeln!(
-                s,
-                "\nMeasured stores with other chunk sizes (min = avg/4, max = 4×avg), on disk ÷ logical:\n\n| average chunk | {} | all | upload MB/s (all) |\n|---|{}--:|--:|",
-                w8.iter().map(|m| m.contender.as_str()).collect::<Vec<_>>().join(" | "),
-                "--:|".repeat(w8.len())
-            );
-            for a in variants {
-                let rows: Vec<&&Measure> = w8_all.iter().filter(|m| avg_of(m) == a).collect();
-                let mut line = format!("| {a:.0} KiB |");
-                let (mut d, mut l, mut t) = (0.0, 0.0, 0.0);
-                for p in &w8 {
-                    match rows.iter().find(|m| m.contender == p.contender) {
-                        Some(m) => {
-                            let dd = m.extra.get("relstore_disk_bytes").copied().unwrap_or(0.0);
-                            d += dd;
-                            l += m.bytes as f64;
-                            t += m.secs;
-                            let _ = write!(line, " {:.3} |", dd / m.bytes.max(1) as f64);
-                        }
-                        None => line.push_str(" – |"),
-                    }
-                }
-                let _ = writeln!(
-                    s,
-                    "{line} {:.3} | {:.0} |",
-                    d / l.max(1.0),
-                    l / t.max(1e-9) / 1e6
-                );
-            }
-        }
+    }
+    w8_variants(&mut s, cfg, &w8_all);
+    if !w8.is_empty() {
         let _ = writeln!(
             s,
             "\n\"relstore on disk\" is segments + index as the store reports them; \"relstore chunks\" the distinct chunk payloads; the CDC columns are distinct chunk payloads plus a 52-byte record header each, computed for other average sizes (min = avg/4, max = 4×avg).\n"
