@@ -78,35 +78,25 @@ impl Store {
     /// Stores upload pieces for `org`, each checked against its declared SHA-1. All or nothing:
     /// if one piece is oversized or mismatched, none is recorded.
     pub fn put_pieces(&self, org: &str, pieces: &[([u8; 20], &[u8])]) -> Result<()> {
+        let mut batch = self.piece_batch(org)?;
+        for (sha1, bytes) in pieces {
+            batch.add(sha1, &mut &bytes[..])?;
+        }
+        batch.commit()
+    }
+
+    /// Starts a batch of upload pieces for `org`, streamed in one by one and recorded together
+    /// (what one chunk-upload request carries). Holds off gc until committed or dropped.
+    pub fn piece_batch(&self, org: &str) -> Result<PieceBatch<'_>> {
         crate::key::validate_slug("org", org)?;
         let inner = &*self.inner;
-        let _m = inner.mutation_guard()?;
-        let mut ingested = Vec::with_capacity(pieces.len());
-        let mut written: HashMap<[u8; 32], Location> = HashMap::new();
-        for (sha1, bytes) in pieces {
-            if bytes.len() as u64 > MAX_PIECE_BYTES {
-                return Err(Error::TooLarge {
-                    limit: MAX_PIECE_BYTES,
-                });
-            }
-            let staged = inner.stage(&mut &bytes[..], MAX_PIECE_BYTES)?;
-            if staged.ingested.sha1 != *sha1 {
-                return Err(Error::ChecksumMismatch {
-                    expected: crate::hex(sha1),
-                    actual: crate::hex(&staged.ingested.sha1),
-                });
-            }
-            written.extend(staged.written);
-            ingested.push(staged.ingested);
-        }
-        if ingested.is_empty() {
-            return Ok(());
-        }
-        inner.sync_segments_if_immediate()?;
-        inner
-            .index
-            .commit_pieces(org, &ingested, &written, now_ms())?;
-        inner.durable_index()
+        Ok(PieceBatch {
+            store: self,
+            _mutation: inner.mutation_guard()?,
+            org: org.to_owned(),
+            ingested: Vec::new(),
+            written: HashMap::new(),
+        })
     }
 
     /// The pieces among `sha1s` that `org` does not own, in request order, without repeats.
@@ -306,4 +296,56 @@ fn hash_stream(reader: &mut ContentReader) -> Result<([u8; 20], [u8; 32])> {
         b3.update(&buf[..n]);
     }
     Ok((sha1.finalize().into(), *b3.finalize().as_bytes()))
+}
+
+/// Upload pieces streamed into the store and recorded together by [`PieceBatch::commit`];
+/// dropping the batch records none of them (their bytes are garbage for gc). See
+/// [`Store::piece_batch`].
+pub struct PieceBatch<'a> {
+    store: &'a Store,
+    _mutation: std::sync::RwLockReadGuard<'a, ()>,
+    org: String,
+    ingested: Vec<Ingested>,
+    written: HashMap<[u8; 32], Location>,
+}
+
+impl std::fmt::Debug for PieceBatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PieceBatch")
+            .field("org", &self.org)
+            .field("pieces", &self.ingested.len())
+            .finish()
+    }
+}
+
+impl PieceBatch<'_> {
+    /// Streams one piece from `reader` (at most [`MAX_PIECE_BYTES`], else [`Error::TooLarge`])
+    /// and checks it against `sha1` ([`Error::ChecksumMismatch`]). Never holds the piece in
+    /// memory. After an error the batch may still be used, but should not be committed.
+    pub fn add(&mut self, sha1: &[u8; 20], reader: &mut dyn std::io::Read) -> Result<()> {
+        let inner = &*self.store.inner;
+        let staged = inner.stage(reader, MAX_PIECE_BYTES)?;
+        if staged.ingested.sha1 != *sha1 {
+            return Err(Error::ChecksumMismatch {
+                expected: crate::hex(sha1),
+                actual: crate::hex(&staged.ingested.sha1),
+            });
+        }
+        self.written.extend(staged.written);
+        self.ingested.push(staged.ingested);
+        Ok(())
+    }
+
+    /// Records every added piece as owned by the org, in one index transaction, durably.
+    pub fn commit(self) -> Result<()> {
+        if self.ingested.is_empty() {
+            return Ok(());
+        }
+        let inner = &*self.store.inner;
+        inner.sync_segments_if_immediate()?;
+        inner
+            .index
+            .commit_pieces(&self.org, &self.ingested, &self.written, now_ms())?;
+        inner.durable_index()
+    }
 }

@@ -44,7 +44,7 @@ pub mod testing;
 pub mod tokens;
 mod verify;
 
-pub use assemble::{AssembleOutcome, AssembleRequest, BundleEntry, MAX_PIECE_BYTES};
+pub use assemble::{AssembleOutcome, AssembleRequest, BundleEntry, PieceBatch, MAX_PIECE_BYTES};
 pub use content::{ChunkingParams, ContentReader};
 pub use error::{Error, Result};
 pub use gc::{GcReport, COMPACT_BELOW};

@@ -13,22 +13,25 @@
 
 use std::io::Read;
 
+use axum::body::Bytes;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use relstore::{AssembleOutcome, AssembleRequest, Store};
 use serde_json::{json, Value};
-use sha1::Digest;
+
+use tokio::sync::mpsc;
 
 use crate::auth::{authorize, Access};
 use crate::error::{blocking, json_response, ApiError};
+use crate::upload::next_chunk;
 use crate::AppState;
 
 /// Largest piece (`chunkSize`).
 pub const CHUNK_SIZE: u64 = 8 << 20;
 /// Most pieces per request (`chunksPerRequest`).
 pub const CHUNKS_PER_REQUEST: usize = 64;
-/// Largest request (`maxRequestSize`), counted over the parts' bytes as received.
+/// Largest request (`maxRequestSize`), counted over the decoded piece bytes (as Sentry does).
 pub const MAX_REQUEST_SIZE: u64 = 32 << 20;
 /// Largest assembled file (`maxFileSize`).
 pub const MAX_FILE_SIZE: u64 = 4 << 30;
@@ -67,22 +70,173 @@ pub async fn options(
     ))
 }
 
-struct Part {
-    name: String,
-    gzip: bool,
-    body: Vec<u8>,
+/// Largest raw request body: `maxRequestSize` counts decoded piece bytes, as Sentry does, and
+/// sentry-cli fills a request up to it before gzip, which can add a little.
+const MAX_RAW_REQUEST: u64 = MAX_REQUEST_SIZE + MAX_REQUEST_SIZE / 8;
+/// Messages in flight between the connection and the store (bounds memory).
+const CHANNEL_DEPTH: usize = 8;
+
+/// The request body as the store side sees it: parts, their bytes, and the end of the request.
+enum PieceMsg {
+    Start { name: String, gzip: bool },
+    Data(Bytes),
+    PartEnd,
+    RequestEnd,
 }
 
-/// Decodes gzip, stopping one byte past `cap` (a bomb never fills memory).
-fn gunzip_capped(data: &[u8], cap: u64) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(data)
-        .take(cap + 1)
-        .read_to_end(&mut out)?;
-    Ok(out)
+/// Why a chunk-upload request is refused, in the contract's order of precedence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Refusal {
+    RequestTooLarge,
+    ChunkTooLarge,
+    ChecksumMismatch,
 }
 
-/// `POST /organizations/{org}/chunk-upload/`.
+impl Refusal {
+    fn message(self) -> &'static str {
+        match self {
+            Refusal::RequestTooLarge => "Request too large",
+            Refusal::ChunkTooLarge => "Chunk size too large",
+            Refusal::ChecksumMismatch => "Checksum mismatch",
+        }
+    }
+}
+
+/// One part's bytes, read from the channel up to its [`PieceMsg::PartEnd`]. A channel closed
+/// early is an error, so a cut-off request is never recorded.
+struct PartReader<'a> {
+    rx: &'a mut mpsc::Receiver<PieceMsg>,
+    cur: Bytes,
+    ended: bool,
+    /// Raw bytes handed out.
+    read: u64,
+}
+
+impl Read for PartReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(PieceMsg::Data(b)) => self.cur = b,
+                Some(PieceMsg::PartEnd) => self.ended = true,
+                Some(_) | None => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the chunk-upload body ended early",
+                    ))
+                }
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        let _ = self.cur.split_to(n);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl PartReader<'_> {
+    /// Reads and drops what is left of the part (after a refusal, or past a bomb's cap).
+    fn drain(&mut self) -> std::io::Result<()> {
+        std::io::copy(self, &mut std::io::sink()).map(|_| ())
+    }
+}
+
+/// Counts the bytes read through it (decoded piece bytes, for `maxRequestSize`).
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+}
+
+/// The store side of a chunk-upload request: streams each part (decoding gzip, at most
+/// `chunkSize` + 1 bytes, so a bomb never fills memory or disk) into a [`relstore::PieceBatch`],
+/// and records the batch only when every part passed. Returns the refusal, if any.
+fn store_pieces(
+    store: &Store,
+    org: &str,
+    mut rx: mpsc::Receiver<PieceMsg>,
+) -> relstore::Result<Option<Refusal>> {
+    let abandoned = || {
+        relstore::Error::Source(std::io::Error::other(
+            "the chunk-upload request ended early",
+        ))
+    };
+    let mut batch = store.piece_batch(org)?;
+    let mut refusal: Option<Refusal> = None;
+    let mut decoded_total: u64 = 0;
+    loop {
+        let (name, gzip) = match rx.blocking_recv() {
+            Some(PieceMsg::Start { name, gzip }) => (name, gzip),
+            Some(PieceMsg::RequestEnd) => break,
+            Some(_) | None => return Err(abandoned()),
+        };
+        let mut part = PartReader {
+            rx: &mut rx,
+            cur: Bytes::new(),
+            ended: false,
+            read: 0,
+        };
+        let declared = parse_sha1(&Value::String(name));
+        let (added, decoded) = {
+            let source: Box<dyn Read + '_> = if gzip {
+                Box::new(flate2::read::MultiGzDecoder::new(&mut part))
+            } else {
+                Box::new(&mut part)
+            };
+            let mut piece = Counted {
+                inner: source.take(CHUNK_SIZE + 1),
+                n: 0,
+            };
+            let added = match &declared {
+                Some(sha1) => batch.add(sha1, &mut piece),
+                None => std::io::copy(&mut piece, &mut std::io::sink())
+                    .map(|_| ())
+                    .map_err(relstore::Error::Source),
+            };
+            (added, piece.n)
+        };
+        if part.drain().is_err() {
+            return Err(abandoned());
+        }
+        decoded_total += decoded;
+        let this = match added {
+            Ok(()) if declared.is_some() => None,
+            Ok(()) => Some(Refusal::ChecksumMismatch),
+            Err(relstore::Error::TooLarge { .. }) => Some(Refusal::ChunkTooLarge),
+            Err(relstore::Error::ChecksumMismatch { .. }) => Some(Refusal::ChecksumMismatch),
+            // The part arrived whole (it drained to its end) but did not decode: gzip that is
+            // not gzip cannot match its declared checksum.
+            Err(relstore::Error::Source(_)) => Some(Refusal::ChecksumMismatch),
+            Err(e) => return Err(e),
+        };
+        if let Some(t) = this {
+            refusal = Some(refusal.map_or(t, |r| r.min(t)));
+        }
+    }
+    if decoded_total > MAX_REQUEST_SIZE {
+        return Ok(Some(Refusal::RequestTooLarge));
+    }
+    if refusal.is_some() {
+        // Dropping the batch records none of its pieces.
+        return Ok(refusal);
+    }
+    batch.commit()?;
+    Ok(None)
+}
+
+/// `POST /organizations/{org}/chunk-upload/`: every part is streamed into the store as it
+/// arrives (memory stays at a few buffers per request) and the pieces are recorded together
+/// once the whole request has been read and every part checked.
 pub async fn upload(
     State(s): State<AppState>,
     Path(org): Path<String>,
@@ -92,75 +246,87 @@ pub async fn upload(
     let store = s.store.clone();
     let (h, o) = (headers.clone(), org.clone());
     blocking(move || authorize(&store, &h, &o, Access::Write)).await?;
-    let mut parts: Vec<Part> = Vec::new();
-    let mut received: u64 = 0;
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => {
-                return Err(ApiError::bad_request(format!(
-                    "Malformed multipart body: {e}"
-                )))
-            }
-        };
-        let gzip = match field.name() {
-            Some("file") => false,
-            Some("file_gzip") => true,
-            _ => continue,
-        };
-        if parts.len() == CHUNKS_PER_REQUEST {
-            return Ok(chunk_error("Too many chunks"));
-        }
-        let name = field.file_name().unwrap_or("").to_ascii_lowercase();
-        let mut body = Vec::new();
-        let mut field = field;
+    // Wait for a turn before reading the body: the client's sends pause meanwhile.
+    let _turn = s
+        .chunk_upload_slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::internal("chunk-upload slots closed"))?;
+    let idle = s.config.upload_idle_timeout;
+    let (tx, rx) = mpsc::channel::<PieceMsg>(CHANNEL_DEPTH);
+    let store = s.store.clone();
+    let task = tokio::task::spawn_blocking(move || store_pieces(&store, &org, rx));
+    let read = async {
+        let mut parts = 0usize;
+        let mut received: u64 = 0;
         loop {
-            match field.chunk().await {
-                Ok(Some(bytes)) => {
-                    received += bytes.len() as u64;
-                    if received > MAX_REQUEST_SIZE {
-                        return Ok(chunk_error("Request too large"));
-                    }
-                    body.extend_from_slice(&bytes);
+            let mut field = match tokio::time::timeout(idle, multipart.next_field()).await {
+                Err(_) => {
+                    return Err(ApiError::detail(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!("No upload data arrived for {} seconds", idle.as_secs()),
+                    ))
                 }
-                Ok(None) => break,
-                Err(e) => {
+                Ok(Err(e)) => {
                     return Err(ApiError::bad_request(format!(
                         "Malformed multipart body: {e}"
                     )))
                 }
-            }
-        }
-        parts.push(Part { name, gzip, body });
-    }
-    let outcome = blocking(move || {
-        let mut pieces: Vec<([u8; 20], Vec<u8>)> = Vec::with_capacity(parts.len());
-        for p in parts {
-            let data = if p.gzip {
-                match gunzip_capped(&p.body, CHUNK_SIZE) {
-                    Ok(d) => d,
-                    Err(_) => return Ok(Some("Checksum mismatch")),
-                }
-            } else {
-                p.body
+                Ok(Ok(None)) => return Ok(None),
+                Ok(Ok(Some(f))) => f,
             };
-            if data.len() as u64 > CHUNK_SIZE {
-                return Ok(Some("Chunk size too large"));
+            let gzip = match field.name() {
+                Some("file") => false,
+                Some("file_gzip") => true,
+                _ => {
+                    while next_chunk(&mut field, idle).await?.is_some() {}
+                    continue;
+                }
+            };
+            parts += 1;
+            if parts > CHUNKS_PER_REQUEST {
+                return Ok(Some(chunk_error("Too many chunks")));
             }
-            let sha1: [u8; 20] = sha1::Sha1::digest(&data).into();
-            if relstore::hex(&sha1) != p.name {
-                return Ok(Some("Checksum mismatch"));
+            let name = field.file_name().unwrap_or("").to_ascii_lowercase();
+            // A send fails only when the store side stopped; its result is the answer then.
+            if tx.send(PieceMsg::Start { name, gzip }).await.is_err() {
+                return Ok(None);
             }
-            pieces.push((sha1, data));
+            while let Some(bytes) = next_chunk(&mut field, idle).await? {
+                received += bytes.len() as u64;
+                if received > MAX_RAW_REQUEST {
+                    return Ok(Some(chunk_error("Request too large")));
+                }
+                if tx.send(PieceMsg::Data(bytes)).await.is_err() {
+                    return Ok(None);
+                }
+            }
+            if tx.send(PieceMsg::PartEnd).await.is_err() {
+                return Ok(None);
+            }
         }
-        let refs: Vec<([u8; 20], &[u8])> = pieces.iter().map(|(s, d)| (*s, d.as_slice())).collect();
-        s.store.put_pieces(&org, &refs)?;
-        Ok(None)
-    })
-    .await?;
-    Ok(match outcome {
-        Some(message) => chunk_error(message),
+    };
+    let early = match read.await {
+        Ok(None) => None,
+        Ok(Some(answer)) => Some(Ok(answer)),
+        Err(e) => Some(Err(e)),
+    };
+    if let Some(answer) = early {
+        // Refused or failed before the end: the store side sees the channel close without the
+        // request's end and records nothing.
+        drop(tx);
+        let _ = task.await;
+        return answer;
+    }
+    let _ = tx.send(PieceMsg::RequestEnd).await;
+    drop(tx);
+    let refusal = match task.await {
+        Ok(r) => r?,
+        Err(e) => return Err(ApiError::internal(format!("chunk upload task failed: {e}"))),
+    };
+    Ok(match refusal {
+        Some(r) => chunk_error(r.message()),
         None => StatusCode::OK.into_response(),
     })
 }

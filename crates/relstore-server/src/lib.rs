@@ -50,6 +50,11 @@ pub struct Config {
     pub upload_idle_timeout: Duration,
     /// Answer 404 at `GET chunk-upload`, so clients fall back to one request per file.
     pub legacy_uploads: bool,
+    /// Chunk-upload requests streamed into the store at once; more wait, unread, for a turn.
+    /// sentry-cli sends up to `concurrency` (8) requests of up to 32 MiB in parallel, and each
+    /// one staged costs ~10 MiB of buffers: on a 2-core machine a ninth request gains nothing
+    /// but memory. Default 2.
+    pub max_concurrent_chunk_uploads: usize,
 }
 
 impl Default for Config {
@@ -62,6 +67,7 @@ impl Default for Config {
             upload_timeout: Duration::from_secs(3600),
             upload_idle_timeout: Duration::from_secs(60),
             legacy_uploads: false,
+            max_concurrent_chunk_uploads: 2,
         }
     }
 }
@@ -73,6 +79,8 @@ pub struct AppState {
     pub store: Store,
     /// The settings.
     pub config: Arc<Config>,
+    /// Turns for chunk-upload requests (see [`Config::max_concurrent_chunk_uploads`]).
+    pub chunk_upload_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -80,6 +88,9 @@ impl AppState {
     pub fn new(store: Store, config: Config) -> AppState {
         AppState {
             store,
+            chunk_upload_slots: Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrent_chunk_uploads.max(1),
+            )),
             config: Arc::new(config),
         }
     }

@@ -117,7 +117,11 @@ struct Form {
     overwrite: bool,
 }
 
-async fn next_chunk(field: &mut Field<'_>, idle: Duration) -> Result<Option<Bytes>, ApiError> {
+/// The next piece of a multipart field, failing after `idle` without data.
+pub(crate) async fn next_chunk(
+    field: &mut Field<'_>,
+    idle: Duration,
+) -> Result<Option<Bytes>, ApiError> {
     match tokio::time::timeout(idle, field.chunk()).await {
         Err(_) => Err(ApiError::detail(
             StatusCode::REQUEST_TIMEOUT,

@@ -182,6 +182,38 @@ async fn chunk_upload_errors_in_contract_order_and_nothing_stored_on_failure() {
             json!({"error": "Request too large"})
         )
     );
+    // maxRequestSize counts decoded bytes, as Sentry does: five gzip parts of 7 MiB each are
+    // small on the wire and too large decoded.
+    let sevens: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 7 << 20]).collect();
+    let seven_names: Vec<String> = sevens.iter().map(|d| sha1_hex(d)).collect();
+    let seven_gz: Vec<Vec<u8>> = sevens.iter().map(|d| gzip(d)).collect();
+    let parts: Vec<(&str, &str, &[u8])> = (0..5)
+        .map(|i| ("file_gzip", seven_names[i].as_str(), seven_gz[i].as_slice()))
+        .collect();
+    assert_eq!(
+        post_chunks(&e, &parts).await,
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "Request too large"})
+        )
+    );
+    // ...and the precedence holds across parts: a checksum mismatch before an oversized part
+    // answers `Chunk size too large`.
+    let nine = vec![3u8; 9 << 20];
+    assert_eq!(
+        post_chunks(
+            &e,
+            &[
+                ("file", &"0".repeat(40), b"other"),
+                ("file", &sha1_hex(&nine), &nine)
+            ]
+        )
+        .await,
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "Chunk size too large"})
+        )
+    );
     // Chunk size too large: a raw 9 MiB part, and a gzip bomb whose decoded size passes 8 MiB.
     let huge = vec![1u8; 9 << 20];
     let huge_name = sha1_hex(&huge);
@@ -241,6 +273,37 @@ async fn chunk_upload_errors_in_contract_order_and_nothing_stored_on_failure() {
         sha1::Sha1::digest(&good).into(),
         sha1::Sha1::digest(&other).into(),
     ];
+    assert!(e.store.missing_pieces("acme", &ids).unwrap().is_empty());
+
+    // What sentry-cli 3.x sends: four full 8 MiB pieces (32 MiB decoded) gzipped, which makes
+    // incompressible data slightly larger than 32 MiB on the wire. Accepted, and owned.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let pieces: Vec<Vec<u8>> = (0..4)
+        .map(|_| {
+            (0..(8 << 20) / 8)
+                .flat_map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x.to_le_bytes()
+                })
+                .collect()
+        })
+        .collect();
+    let names: Vec<String> = pieces.iter().map(|p| sha1_hex(p)).collect();
+    let gz: Vec<Vec<u8>> = pieces.iter().map(|p| gzip(p)).collect();
+    assert!(
+        gz.iter().map(Vec::len).sum::<usize>() > 32 << 20,
+        "gzip grows random data"
+    );
+    let parts: Vec<(&str, &str, &[u8])> = (0..4)
+        .map(|i| ("file_gzip", names[i].as_str(), gz[i].as_slice()))
+        .collect();
+    assert_eq!(post_chunks(&e, &parts).await.0, StatusCode::OK);
+    let ids: Vec<[u8; 20]> = pieces
+        .iter()
+        .map(|p| sha1::Sha1::digest(p).into())
+        .collect();
     assert!(e.store.missing_pieces("acme", &ids).unwrap().is_empty());
 }
 
