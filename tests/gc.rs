@@ -29,13 +29,14 @@ fn dir_bytes(path: &std::path::Path) -> u64 {
 }
 
 #[test]
-fn deleting_everything_then_gc_gives_back_95_percent() {
+fn deleting_everything_then_gc_gives_back_the_segments_and_90_percent_in_all() {
     let dir = tempfile::tempdir().unwrap();
     let opts = StoreOptions::new(dir.path()).segment_max_bytes(16 << 20);
     let store = Store::open(opts.clone()).unwrap();
     store.create_release("acme", "1.0", &["web"]).unwrap();
     store.sync().unwrap();
     let before = dir_bytes(dir.path());
+    let seg_before = dir_bytes(&dir.path().join("segments"));
     let scope = ReleaseScope::project("acme", "web", "1.0");
     let mut ids = Vec::new();
     let total: u64 = 100 << 20;
@@ -56,6 +57,7 @@ fn deleting_everything_then_gc_gives_back_95_percent() {
         i += 1;
     }
     let full = dir_bytes(dir.path());
+    let seg_full = dir_bytes(&dir.path().join("segments"));
     assert!(
         full >= before + total,
         "the uploads are on disk: {full} vs {before} + {total}"
@@ -71,9 +73,19 @@ fn deleting_everything_then_gc_gives_back_95_percent() {
     );
     drop(store);
     let after = dir_bytes(dir.path());
+    let seg_after = dir_bytes(&dir.path().join("segments"));
+    // Every segment byte comes back. The index does not shrink: sled 0.34 keeps its file and
+    // reuses the space for later writes; with 4 KiB chunks it holds ~8 % of the logical bytes
+    // (docs/benchmarks.md, W8), so the whole store gives back a little over 90 %.
+    assert!(
+        (seg_full - seg_after) as f64 >= 0.99 * (seg_full - seg_before) as f64,
+        "gc gave back {} of {} segment bytes ({report})",
+        seg_full - seg_after,
+        seg_full - seg_before
+    );
     let given_back = full - after;
     assert!(
-        given_back as f64 >= 0.95 * (full - before) as f64,
+        given_back as f64 >= 0.90 * (full - before) as f64,
         "gc gave back {given_back} of {} bytes ({report})",
         full - before
     );
