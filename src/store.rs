@@ -78,7 +78,7 @@ pub struct StoreOptions {
 }
 
 impl StoreOptions {
-    /// Defaults for a store at `path`: `Immediate`, 16 KiB average chunks, 64 MiB sled cache,
+    /// Defaults for a store at `path`: `Immediate`, 4 KiB average chunks, 64 MiB sled cache,
     /// 128 MiB segments, 1 GiB uploads, memory-mapped reads.
     pub fn new(path: impl Into<PathBuf>) -> StoreOptions {
         StoreOptions {
