@@ -156,7 +156,8 @@ impl Store {
                 refs.push(r);
             }
         }
-        let mut reader = ContentReader::new(self.inner.clone(), refs.clone());
+        // One reader (and one copy of the chunk list, ~52 bytes a chunk) for both passes.
+        let mut reader = ContentReader::new(self.inner.clone(), refs);
         let size = reader.size();
         let (sha1, blake3) = hash_stream(&mut reader)?;
         if sha1 != req.checksum {
@@ -170,7 +171,7 @@ impl Store {
         };
 
         // Read the bundle straight out of the store and ingest its entries.
-        let reader = ContentReader::new(self.inner.clone(), refs);
+        std::io::Seek::rewind(&mut reader).map_err(Error::Source)?;
         let mut bundle = match Bundle::open(reader, size, BundleLimits::default()) {
             Ok(b) => b,
             Err(Error::InvalidBundle(_)) => {
@@ -207,9 +208,13 @@ impl Store {
             written.extend(staged.written);
             entries.push((rec, staged.ingested));
         }
+        // The reader's chunk list is not needed for the commit; free it before the commit's
+        // own per-chunk bookkeeping.
+        let dist = bundle.manifest.dist.clone();
+        drop(bundle);
         inner.sync_segments_if_immediate()?;
         let entry_recs: Vec<BundleEntryRec> = entries.iter().map(|(e, _)| e.clone()).collect();
-        let files = self.projection(req, &entry_recs, bundle.manifest.dist.as_deref())?;
+        let files = self.projection(req, &entry_recs, dist.as_deref())?;
         inner.index.commit_bundle(&crate::index::BundleCommit {
             org: req.org,
             checksum: req.checksum,

@@ -900,16 +900,21 @@ fn incref_content(
         return put(&t[T_CONTENTS], &ing.blake3, &rec);
     }
     let at = pending::take_chunk_refs(t, counters, ing, written, pre)?;
-    let refs: Vec<ChunkRef> = ing
-        .chunks
-        .iter()
-        .map(|c| ChunkRef {
+    let mut refs: Vec<ChunkRef> = Vec::with_capacity(ing.chunks.len());
+    for c in &ing.chunks {
+        let Some(loc) = at.get(&c.blake3) else {
+            return abort(Error::corrupt(
+                format!("chunk {}", crate::hex(&c.blake3)),
+                "its references were taken without a location",
+            ));
+        };
+        refs.push(ChunkRef {
             blake3: c.blake3,
             len: c.len,
             crc32: c.crc32,
-            at: at[&c.blake3],
-        })
-        .collect();
+            at: loc,
+        });
+    }
     let rec = ContentRec {
         sha1: ing.sha1,
         size: ing.size,
