@@ -252,6 +252,28 @@ async fn post_json(
 
 #[test]
 fn a_1_gib_bundle_uploads_and_assembles_under_256_mib_of_peak_memory() {
+    // glibc gives each thread that allocates its own arena (up to 8 per core) and keeps what is
+    // freed there: staging runs on short-lived blocking threads, and with default arenas the same
+    // run peaks 60–70 MiB higher than with one arena (about 225 against 160 MiB). Servers on glibc
+    // bound the arenas (docs/http-api.md, "Memory"); this test measures the server configured
+    // so, by running itself again with the setting when the variable is absent.
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_1_gib_bundle_uploads_and_assembles_under_256_mib_of_peak_memory",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("MALLOC_ARENA_MAX", "2")
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "the measured run failed (its output is above)"
+        );
+        return;
+    }
     let data = tempfile::tempdir().unwrap();
     // Positional reads: memory-mapped segments would put every page assembly reads (the whole
     // GiB) into RSS as file-backed pages. Those are the kernel's reclaimable page cache, not
