@@ -1,0 +1,189 @@
+//! Test support shared by the workspace's integration tests: one seeded pseudo-random generator
+//! (sequential and random-access), the locator for the public SHA-1 collision pairs, and a reader
+//! of this process's memory figures in `/proc/self/status`.
+//!
+//! It holds only what several test binaries of different crates need in the same form; helpers
+//! tied to one crate's API stay in that crate's `tests/`. It depends on no workspace crate, so
+//! engine changes never rebuild it, and it needs nothing outside the workspace and crates.io.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// splitmix64's output function applied to `x + γ`: a tiny, well-mixed hash the tests use for
+/// reproducible bits, not security. `splitmix(x)` differs for every `x`.
+pub fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A sequential pseudo-random stream seeded by its field: `Rng(seed)` always yields the same
+/// numbers.
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(1);
+        splitmix(self.0)
+    }
+
+    /// A number in `0..n`; `0` when `n` is `0`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
+    /// One of `items` (not empty).
+    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+
+    /// Fills `buf` with the next random bytes, eight per number drawn.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for word in buf.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            word.copy_from_slice(&v[..word.len()]);
+        }
+    }
+}
+
+/// A random-access pseudo-random byte stream: byte `i` of stream `seed` depends only on
+/// `(seed, i)`, so any range can be regenerated without what precedes it and a large stream
+/// can be produced piece by piece without being held. Writes bytes `offset..` into `out`.
+pub fn random_bytes_at(seed: u64, offset: u64, out: &mut [u8]) {
+    let mut pos = offset;
+    let mut i = 0;
+    while i < out.len() {
+        let word = splitmix(seed ^ (pos / 8).wrapping_mul(0xA24B_AED4_963E_E407)).to_le_bytes();
+        let within = (pos % 8) as usize;
+        let n = (8 - within).min(out.len() - i);
+        out[i..i + n].copy_from_slice(&word[within..within + n]);
+        i += n;
+        pos += n as u64;
+    }
+}
+
+/// The first `len` bytes of stream `seed` of [`random_bytes_at`]: incompressible, different
+/// for every seed, and a shorter `len` gives a prefix.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    random_bytes_at(seed, 0, &mut out);
+    out
+}
+
+/// The `tests/data` folder of the `sha1-checked` 0.10.0 package, which ships the two public
+/// SHA-1 collision pairs (SHAttered's `shattered-{1,2}.pdf`, Shambles' `sha-mbles-{1,2}.bin`).
+/// The package is a dependency of this crate, so `cargo metadata` on this crate's manifest
+/// always lists it. Fails the test (never skips) when it cannot be found.
+pub fn collision_data() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let out = Command::new(&cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--manifest-path",
+            manifest,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("running {cargo:?} metadata: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let pkg = meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|p| p["name"] == "sha1-checked" && p["version"] == "0.10.0")
+        .expect("sha1-checked 0.10.0 is a dependency; cargo metadata does not list it");
+    let manifest = PathBuf::from(pkg["manifest_path"].as_str().expect("manifest_path"));
+    let data = manifest
+        .parent()
+        .expect("package folder")
+        .join("tests/data");
+    assert!(data.is_dir(), "{} is missing", data.display());
+    data
+}
+
+/// Fields of `/proc/self/status` (`VmHWM:`, `VmRSS:`, `RssAnon:`, ...) in bytes, all from one
+/// read of the file so they describe the same instant. Fails the test when a field is missing.
+pub fn proc_status<const N: usize>(fields: [&str; N]) -> [u64; N] {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    fields.map(|field| {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .unwrap_or_else(|| panic!("{field} missing from /proc/self/status"));
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("unparsable line {line:?}"));
+        kib << 10
+    })
+}
+
+/// One field of `/proc/self/status` (`VmHWM:`, `VmRSS:`) in bytes.
+pub fn status_bytes(field: &str) -> u64 {
+    let [v] = proc_status([field]);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_access_matches_the_whole_stream() {
+        let whole = random_bytes(9, 100);
+        for start in [0usize, 1, 7, 8, 13, 64] {
+            let mut part = vec![0u8; 100 - start];
+            random_bytes_at(9, start as u64, &mut part);
+            assert_eq!(part, whole[start..], "from {start}");
+        }
+        assert_ne!(random_bytes(10, 100), whole, "seeds give different streams");
+    }
+
+    #[test]
+    fn rng_is_reproducible_and_stays_in_range() {
+        let (mut a, mut b) = (Rng(5), Rng(5));
+        for _ in 0..1000 {
+            assert_eq!(a.next_u64(), b.next_u64());
+            assert!(a.below(7) < 7);
+            b.below(7);
+        }
+        assert_eq!(Rng(1).below(0), 0);
+        let (mut x, mut y) = ([0u8; 13], [0u8; 13]);
+        Rng(3).fill(&mut x);
+        let mut r = Rng(3);
+        y[..8].copy_from_slice(&r.next_u64().to_le_bytes());
+        y[8..].copy_from_slice(&r.next_u64().to_le_bytes()[..5]);
+        assert_eq!(x, y);
+    }
+
+    #[test]
+    fn status_reads_memory_figures() {
+        let [hwm, rss] = proc_status(["VmHWM:", "VmRSS:"]);
+        assert!(rss > 0 && hwm >= rss, "VmHWM {hwm} VmRSS {rss}");
+        assert!(status_bytes("VmHWM:") >= hwm);
+    }
+
+    #[test]
+    fn collision_pairs_are_found() {
+        let dir = collision_data();
+        for f in [
+            "shattered-1.pdf",
+            "shattered-2.pdf",
+            "sha-mbles-1.bin",
+            "sha-mbles-2.bin",
+        ] {
+            assert!(dir.join(f).is_file(), "{f} in {}", dir.display());
+        }
+    }
+}
