@@ -8,10 +8,11 @@ use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
-use common::{js_like, options, put, random_bytes_at};
+use common::{js_like, options, put};
 use relstore::{
     Durability, Error, FileKey, FileRecord, ListQuery, ReadMode, ReleaseScope, Store, MAX_HEADERS,
 };
+use relstore_testkit::random_bytes_at;
 
 fn open(dir: &std::path::Path) -> Store {
     Store::open(options(dir)).expect("open store")

@@ -1,53 +1,15 @@
 //! SHA-1 collisions and the Sentry file shape.
 //!
 //! The two public SHA-1 collision pairs (SHAttered's PDFs, Shambles' 640-byte messages) ship as
-//! test data in the `sha1-checked` crate, a dev-dependency; they are found through
+//! test data in the `sha1-checked` crate; `relstore_testkit::collision_data` finds them through
 //! `cargo metadata`, never copied into this repository. SHA-1 is only the public checksum: files
 //! that share it must stay two contents and each read back its own bytes.
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use common::{options, read_all};
 use relstore::{FileRecord, ListQuery, ReleaseScope, Store};
-
-/// The `tests/data` folder of the `sha1-checked` 0.10.0 package. Fails the test (never skips) if
-/// it cannot be found.
-fn collision_data() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-    let out = Command::new(&cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--manifest-path",
-            manifest,
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("running {cargo:?} metadata: {e}"));
-    assert!(
-        out.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
-    let pkg = meta["packages"]
-        .as_array()
-        .expect("packages")
-        .iter()
-        .find(|p| p["name"] == "sha1-checked" && p["version"] == "0.10.0")
-        .expect("sha1-checked 0.10.0 is a dev-dependency; cargo metadata does not list it");
-    let manifest = PathBuf::from(pkg["manifest_path"].as_str().expect("manifest_path"));
-    let data = manifest
-        .parent()
-        .expect("package folder")
-        .join("tests/data");
-    assert!(data.is_dir(), "{} is missing", data.display());
-    data
-}
+use relstore_testkit::collision_data;
 
 fn read(dir: &std::path::Path, name: &str) -> Vec<u8> {
     std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))

@@ -33,6 +33,7 @@ use std::time::Duration;
 use relstore::{
     ChunkingParams, Durability, ListQuery, ReadMode, ReleaseScope, Store, StoreOptions,
 };
+use relstore_testkit::Rng;
 use sha1::{Digest, Sha1};
 
 const CHILD_DIR_ENV: &str = "RELSTORE_KILL_CHILD_DIR";
@@ -43,22 +44,6 @@ const NAMES: usize = 24;
 const MAX_STEPS_PER_THREAD: usize = 3000;
 /// How long the parent waits for a child line before declaring the child stuck.
 const LINE_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// splitmix64: small, seedable, good enough to pick kill instants and content.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn scope() -> ReleaseScope {
     ReleaseScope::project("acme", "web", "1.0")
@@ -105,7 +90,7 @@ fn bases() -> &'static [Vec<u8>] {
             .map(|b| {
                 let mut r = Rng(0xB10B ^ b);
                 (0..(160 << 10) / 8)
-                    .flat_map(|_| r.next().to_le_bytes())
+                    .flat_map(|_| r.next_u64().to_le_bytes())
                     .collect()
             })
             .collect()
@@ -115,16 +100,16 @@ fn bases() -> &'static [Vec<u8>] {
 /// The content numbered `gen`: a prefix of one base blob with a few bytes changed.
 fn content(gen: u64) -> Vec<u8> {
     let mut r = Rng(gen);
-    let base = &bases()[r.below(4) as usize];
+    let base = &bases()[r.below(4)];
     let len = match r.below(8) {
-        0 => r.below(64) as usize,
-        _ => r.below(base.len() as u64) as usize,
+        0 => r.below(64),
+        _ => r.below(base.len()),
     };
     let mut bytes = base[..len].to_vec();
     if !bytes.is_empty() {
         for _ in 0..r.below(4) {
-            let at = r.below(len as u64) as usize;
-            bytes[at] ^= (r.next() as u8) | 1;
+            let at = r.below(len);
+            bytes[at] ^= (r.next_u64() as u8) | 1;
         }
     }
     bytes
@@ -169,7 +154,7 @@ fn kill_child() {
             let mut r = Rng(seed ^ (t as u64).wrapping_mul(0x1234_5678_9ABC_DEF1));
             let mine: Vec<usize> = (0..NAMES).filter(|i| i % THREADS == t).collect();
             for _ in 0..MAX_STEPS_PER_THREAD {
-                let n = name(mine[r.below(mine.len() as u64) as usize]);
+                let n = name(mine[r.below(mine.len())]);
                 let key = scope().file(&n, None);
                 let existing = store.file(&key).expect("look up file");
                 let delete = existing.is_some() && r.below(10) < 3;
@@ -186,9 +171,9 @@ fn kill_child() {
                 } else {
                     // A small generation space makes whole-file duplicates common.
                     let gen = if r.below(3) == 0 {
-                        r.below(6)
+                        r.below(6) as u64
                     } else {
-                        r.next()
+                        r.next_u64()
                     };
                     let bytes = content(gen);
                     say(&format!("BEGIN upload {n} {gen}"));
@@ -263,11 +248,11 @@ fn run_child(dir: &Path, child_seed: u64, plan: &mut Rng) -> (Vec<String>, Strin
     });
     let mut lines = Vec::new();
     let mode = plan.below(10);
-    let wait_acks = plan.below(40);
-    let extra = Duration::from_micros(plan.below(3000));
+    let wait_acks = plan.below(40) as u64;
+    let extra = Duration::from_micros(plan.below(3000) as u64);
     let what = if mode == 0 {
         // Kill soon after start: often while the child opens (and recovers) the store.
-        std::thread::sleep(Duration::from_micros(plan.below(400_000)));
+        std::thread::sleep(Duration::from_micros(plan.below(400_000) as u64));
         "early".to_string()
     } else {
         let mut acks = 0;
@@ -473,7 +458,7 @@ fn kill_cycles() {
     let mut known: HashMap<String, Option<u64>> = (0..NAMES).map(|i| (name(i), None)).collect();
     let (mut acks, mut uploads_seen, mut gcs, mut compactions) = (0usize, 0usize, 0usize, 0usize);
     for cycle in 0..cycles {
-        let child_seed = plan.next();
+        let child_seed = plan.next_u64();
         let (lines, what) = run_child(&dir, child_seed, &mut plan);
         acks += lines.iter().filter(|l| l.starts_with("ACK ")).count();
         gcs += lines.iter().filter(|l| l.starts_with("GC ")).count();

@@ -23,11 +23,12 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use common::{chunk_set, js_like, random_bytes_at, sha1};
+use common::{chunk_set, js_like, sha1};
 use relstore::{
     ChunkingParams, Durability, Error, FileRecord, ListQuery, ReadMode, ReleaseScope, Store,
     StoreOptions,
 };
+use relstore_testkit::random_bytes_at;
 
 const ORGS: [&str; 2] = ["acme", "beta"];
 const VERSIONS: [&str; 2] = ["1.0", "2.0"];

@@ -7,8 +7,8 @@ mod common;
 
 use std::io::{Read, Seek, SeekFrom};
 
-use common::random_bytes_at;
 use relstore::{ReleaseScope, Store, StoreOptions};
+use relstore_testkit::{random_bytes_at, status_bytes};
 use sha1::Digest;
 
 const SIZE: u64 = 512 << 20;
@@ -40,25 +40,10 @@ impl Read for Generator {
         self.blake3.update(&buf[..n]);
         self.pos += n as u64;
         if n == 0 && self.peak_at_end.is_none() {
-            self.peak_at_end = Some(status_kib("VmHWM:"));
+            self.peak_at_end = Some(status_bytes("VmHWM:"));
         }
         Ok(n)
     }
-}
-
-/// A field of `/proc/self/status` in bytes.
-fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("{field} missing from /proc/self/status"));
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("unparsable line {line:?}"));
-    kib << 10
 }
 
 #[test]
@@ -83,7 +68,7 @@ fn a_512_mib_upload_streams_in_bounded_memory_and_reads_back() {
     // Reset the high-water mark to the current RSS where the kernel allows it; either way the
     // growth is measured from the current RSS, an upper bound of what the upload added.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let rss_before = status_kib("VmRSS:");
+    let rss_before = status_bytes("VmRSS:");
     let mut gen = Generator {
         pos: 0,
         len: SIZE,
@@ -94,7 +79,7 @@ fn a_512_mib_upload_streams_in_bounded_memory_and_reads_back() {
     let file = store
         .upload(&scope.file("huge.bin", None), &[], &mut gen, false)
         .unwrap();
-    let peak = status_kib("VmHWM:");
+    let peak = status_bytes("VmHWM:");
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let streamed = gen
         .peak_at_end
@@ -170,9 +155,9 @@ fn a_512_mib_upload_streams_in_bounded_memory_and_reads_back() {
 
     // Deleting drops ~32 K chunk references, also in bounded transactions.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let rss_before = status_kib("VmRSS:");
+    let rss_before = status_bytes("VmRSS:");
     store.delete_file(file.id).unwrap();
-    let grew = status_kib("VmHWM:").saturating_sub(rss_before);
+    let grew = status_bytes("VmHWM:").saturating_sub(rss_before);
     eprintln!("deleting it: peak RSS grew by {:.1} MiB", mib(grew));
     assert!(
         grew < TOTAL_LIMIT,

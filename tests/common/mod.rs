@@ -9,34 +9,7 @@ use std::io::Read;
 
 use relstore::{ChunkingParams, FileKey, FileRecord, Store, StoreOptions};
 
-/// splitmix64: a tiny, well-mixed generator; the tests need reproducible bytes, not security.
-pub fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A sequential pseudo-random stream.
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(1);
-        splitmix(self.0)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    /// One of `items`.
-    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
+pub use relstore_testkit::Rng;
 
 /// `len` bytes of minified-JavaScript-like text: many short statements drawn from a small
 /// vocabulary with varying identifiers and numbers, the kind of content release pipelines upload.
@@ -118,21 +91,6 @@ pub fn js_like(seed: u64, len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-/// A random-access pseudo-random byte stream: byte `i` depends only on `(seed, i)`, so any range
-/// can be recomputed without generating what precedes it.
-pub fn random_bytes_at(seed: u64, offset: u64, out: &mut [u8]) {
-    let mut pos = offset;
-    let mut i = 0;
-    while i < out.len() {
-        let word = splitmix(seed ^ (pos / 8).wrapping_mul(0xA24B_AED4_963E_E407)).to_le_bytes();
-        let within = (pos % 8) as usize;
-        let n = (8 - within).min(out.len() - i);
-        out[i..i + n].copy_from_slice(&word[within..within + n]);
-        i += n;
-        pos += n as u64;
-    }
 }
 
 /// Options for a test store at `dir`: a small sled cache so many stores fit in memory at once.

@@ -18,16 +18,18 @@ pub fn splitmix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A sequential pseudo-random stream seeded by its field: `Rng(seed)` always yields the same
-/// numbers.
+/// splitmix64, a sequential pseudo-random stream seeded by its field: `Rng(seed)` always yields
+/// the same numbers, and its first is `splitmix(seed)`. Its state advances by γ, not by one, so
+/// neighbouring seeds give unrelated streams rather than one stream shifted.
 #[derive(Clone, Debug)]
 pub struct Rng(pub u64);
 
 impl Rng {
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(1);
-        splitmix(self.0)
+        let v = splitmix(self.0);
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        v
     }
 
     /// A number in `0..n`; `0` when `n` is `0`.
@@ -148,6 +150,21 @@ mod tests {
             assert_eq!(part, whole[start..], "from {start}");
         }
         assert_ne!(random_bytes(10, 100), whole, "seeds give different streams");
+    }
+
+    #[test]
+    fn rng_is_splitmix64_and_neighbouring_seeds_do_not_overlap() {
+        // The first outputs of splitmix64 seeded with 0 (Vigna's reference implementation).
+        let mut r = Rng(0);
+        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+        assert_eq!(Rng(41).next_u64(), splitmix(41));
+        let a: Vec<u64> = (0..64).scan(Rng(7), |r, _| Some(r.next_u64())).collect();
+        let b: Vec<u64> = (0..64).scan(Rng(8), |r, _| Some(r.next_u64())).collect();
+        assert!(
+            a.iter().all(|x| !b.contains(x)),
+            "Rng(7) and Rng(8) share outputs"
+        );
     }
 
     #[test]
