@@ -25,6 +25,7 @@ mod pending;
 mod pieces;
 
 pub use pending::{Deferrer, Preowned, TX_CHUNKS};
+pub(crate) use pending::{Streamed, WrittenChunk};
 pub use pieces::BundleCommit;
 pub mod records;
 
@@ -94,6 +95,9 @@ const STATS_KEY: &[u8] = b"stats";
 pub struct Index {
     db: sled::Db,
     trees: Vec<sled::Tree>,
+    /// `chunks`, `pending` and `meta`: the only trees that taking and releasing chunk references
+    /// touch. A sled transaction costs per tree it spans, so these run over three, not all.
+    ref_trees: Vec<sled::Tree>,
     /// Chunk-refcount writes one transaction makes in place (see `pending.rs`).
     tx_chunks: usize,
 }
@@ -233,9 +237,14 @@ impl Index {
             .map(|n| db.open_tree(n))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(sled_err("open index trees"))?;
+        let ref_trees = pending::REF_TREES
+            .iter()
+            .map(|&i| trees[i].clone())
+            .collect();
         Ok(Index {
             db,
             trees,
+            ref_trees,
             tx_chunks: pending::TX_CHUNKS,
         })
     }
@@ -510,6 +519,38 @@ impl Index {
         &self.trees
     }
 
+    /// Runs `body` as one transaction over every tree, with the store counters read before it
+    /// and written after it, and a fresh [`Deferrer`] of the operation `nonce` per attempt (sled
+    /// may run a transaction more than once). `None` when `body` asked for a retry.
+    fn counted_tx<T>(
+        &self,
+        op: &'static str,
+        nonce: u64,
+        body: impl Fn(&[TransactionalTree], &mut Counters, &mut Deferrer) -> TxResult<T>,
+    ) -> Result<Option<T>> {
+        let r = self.all().transaction(|t| {
+            let mut counters: Counters = get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
+            let mut d = self.deferrer(nonce);
+            let v = body(t, &mut counters, &mut d)?;
+            put(&t[T_META], STATS_KEY, &counters)?;
+            Ok(v)
+        });
+        run_tx(op, r)
+    }
+
+    /// [`Index::counted_tx`] as a whole operation of its own: a fresh nonce, the transaction
+    /// (whose `body` never retries), and the release of what it deferred.
+    fn counted_op<T>(
+        &self,
+        op: &'static str,
+        body: impl Fn(&[TransactionalTree], &mut Counters, &mut Deferrer) -> TxResult<T>,
+    ) -> Result<T> {
+        let nonce = self.nonce()?;
+        self.settle(nonce, || {
+            Ok(self.counted_tx(op, nonce, body)?.expect("no retry"))
+        })
+    }
+
     /// Creates the release or links more projects to it. Returns the release and whether it is new.
     pub fn create_release(
         &self,
@@ -591,7 +632,13 @@ impl Index {
     }
 
     /// Commits an upload (see [`UploadCommit`]). Returns the new row and the id it replaced.
-    pub fn commit_upload(&self, c: &UploadCommit<'_>) -> Result<(FileRow, Option<u64>)> {
+    /// `streamed`: the operation nonce and the chunk references the upload took while it
+    /// streamed (see `staging.rs`); they are adopted or released here.
+    pub(crate) fn commit_upload(
+        &self,
+        c: &UploadCommit<'_>,
+        streamed: Option<(u64, Streamed)>,
+    ) -> Result<(FileRow, Option<u64>)> {
         let fkey = c.key.encode();
         let rkey = release_key(&c.key.org, &c.key.release);
         let ing = c.ingested;
@@ -606,13 +653,13 @@ impl Index {
                 created_ms: c.created_ms,
             },
         };
-        let nonce = self.nonce()?;
+        let (nonce, streamed) = match streamed {
+            Some((nonce, s)) => (nonce, Some(s)),
+            None => (self.nonce()?, None),
+        };
         let replaced = self.settle(nonce, || {
-            let pre = self.preown(nonce, &[ing], c.written)?;
-            let r = self.all().transaction(|t| {
-                let mut d = self.deferrer(nonce);
-                let mut counters: Counters =
-                    get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
+            let pre = self.preown(nonce, &[ing], c.written, streamed)?;
+            let r = self.counted_tx("commit upload", nonce, |t, counters, d| {
                 let Some(mut release) = get::<ReleaseRec>(&t[T_RELEASES], &rkey, "release record")?
                 else {
                     return abort(Error::not_found(format!(
@@ -636,10 +683,10 @@ impl Index {
                 }
                 // Reference the new content before releasing the old one, so overwriting a file with
                 // its own bytes never drops the content to zero in between.
-                incref_content(t, &mut counters, ing, c.written, &pre)?;
+                incref_content(t, counters, ing, c.written, &pre)?;
                 if let Some(old) = &old {
                     t[T_FILE_IDS].remove(&old.id.to_be_bytes())?;
-                    decref_content(t, &mut counters, &old.rec.content, &mut d)?;
+                    decref_content(t, counters, &old.rec.content, d)?;
                     counters.files -= 1;
                     counters.logical_bytes -= old.rec.size;
                     release.file_count -= 1;
@@ -652,27 +699,17 @@ impl Index {
                 release.file_count += 1;
                 release.file_bytes += ing.size;
                 put(&t[T_RELEASES], &rkey, &release)?;
-                put(&t[T_META], STATS_KEY, &counters)?;
                 Ok(old.map(|o| o.id))
             });
-            Ok(run_tx("commit upload", r)?.expect("no retry"))
+            Ok(r?.expect("no retry"))
         })?;
         Ok((row, replaced))
     }
 
     /// Deletes file `id`. Returns the deleted row, or `None` when no such file exists.
     pub fn delete_file(&self, id: u64) -> Result<Option<FileRow>> {
-        let nonce = self.nonce()?;
-        self.settle(nonce, || {
-            let r = self.all().transaction(|t| {
-                let mut d = self.deferrer(nonce);
-                let mut counters: Counters =
-                    get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
-                let row = remove_file(t, &mut counters, id, &mut d)?;
-                put(&t[T_META], STATS_KEY, &counters)?;
-                Ok(row)
-            });
-            Ok(run_tx("delete file", r)?.expect("no retry"))
+        self.counted_op("delete file", |t, counters, d| {
+            remove_file(t, counters, id, d)
         })
     }
 
@@ -723,7 +760,7 @@ impl Index {
             for s in scopes {
                 ids.extend(self.scope_ids(s)?);
             }
-            let r = self.all().transaction(|t| {
+            let r = self.counted_tx("delete release files", nonce, |t, counters, d| {
                 let Some(release) = get::<ReleaseRec>(&t[T_RELEASES], &rkey, "release record")?
                 else {
                     return abort(Error::not_found(format!("release {org}/{version}")));
@@ -732,12 +769,9 @@ impl Index {
                     // A file arrived or left since the scan: scan again.
                     return Err(ConflictableTransactionError::Abort(Abort::Retry));
                 }
-                let mut counters: Counters =
-                    get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
-                let mut d = self.deferrer(nonce);
                 let mut deleted = 0u64;
                 for &id in &ids {
-                    if remove_file(t, &mut counters, id, &mut d)?.is_some() {
+                    if remove_file(t, counters, id, d)?.is_some() {
                         deleted += 1;
                     } else {
                         return Err(ConflictableTransactionError::Abort(Abort::Retry));
@@ -746,10 +780,9 @@ impl Index {
                 if drop_release {
                     t[T_RELEASES].remove(rkey.as_slice())?;
                 }
-                put(&t[T_META], STATS_KEY, &counters)?;
                 Ok(deleted)
             });
-            if let Some(n) = run_tx("delete release files", r)? {
+            if let Some(n) = r? {
                 return Ok(n);
             }
         })

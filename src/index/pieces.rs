@@ -9,16 +9,15 @@
 use std::collections::HashMap;
 
 use sled::transaction::TransactionalTree;
-use sled::Transactional;
 
 use super::records::*;
 use super::{
-    abort, decref_content, get, incref_content, put, release_key, run_tx, sled_err, Deferrer,
-    Index, TxResult, STATS_KEY,
+    abort, decref_content, get, incref_content, put, release_key, sled_err, Deferrer, Index,
+    TxResult,
 };
 use super::{
-    FileRow, T_BUNDLES, T_BUNDLE_ENTRIES, T_CONTENTS, T_DEBUG_IDS, T_FILES, T_FILE_IDS, T_META,
-    T_PIECES, T_RELEASES,
+    FileRow, T_BUNDLES, T_BUNDLE_ENTRIES, T_CONTENTS, T_DEBUG_IDS, T_FILES, T_FILE_IDS, T_PIECES,
+    T_RELEASES,
 };
 use crate::content::ingest::Ingested;
 use crate::error::{Error, Result};
@@ -91,18 +90,15 @@ impl Index {
         let nonce = self.nonce()?;
         self.settle(nonce, || {
             let refs: Vec<&Ingested> = items.iter().collect();
-            let pre = self.preown(nonce, &refs, written)?;
-            let r = self.all().transaction(|t| {
-                let mut d = self.deferrer(nonce);
-                let mut counters: Counters =
-                    get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
+            let pre = self.preown(nonce, &refs, written, None)?;
+            self.counted_tx("commit pieces", nonce, |t, counters, d| {
                 for ing in items {
                     let k = piece_key(org, &ing.sha1);
                     let old: Option<PieceRec> = get(&t[T_PIECES], &k, "piece record")?;
                     if old.map(|o| o.content) != Some(ing.blake3) {
-                        incref_content(t, &mut counters, ing, written, &pre)?;
+                        incref_content(t, counters, ing, written, &pre)?;
                         if let Some(o) = old {
-                            decref_content(t, &mut counters, &o.content, &mut d)?;
+                            decref_content(t, counters, &o.content, d)?;
                         }
                     }
                     put(
@@ -114,10 +110,8 @@ impl Index {
                         },
                     )?;
                 }
-                put(&t[T_META], STATS_KEY, &counters)?;
                 Ok(())
-            });
-            run_tx("commit pieces", r)?;
+            })?;
             Ok(())
         })
     }
@@ -161,19 +155,18 @@ impl Index {
         self.settle(nonce, || {
             let mut items: Vec<&Ingested> = vec![c.bundle];
             items.extend(c.entries.iter().map(|(_, ing)| ing));
-            let pre = self.preown(nonce, &items, c.written)?;
-            let r = self.all().transaction(|t| {
-                let mut d = self.deferrer(nonce);
-                let mut counters: Counters =
-                    get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
+            let pre = self.preown(nonce, &items, c.written, None)?;
+            self.counted_tx("commit bundle", nonce, |t, counters, d| {
                 if t[T_BUNDLES].get(&bkey)?.is_none() {
-                    incref_content(t, &mut counters, c.bundle, c.written, &pre)?;
+                    incref_content(t, counters, c.bundle, c.written, &pre)?;
                     for (n, (entry, ing)) in c.entries.iter().enumerate() {
-                        incref_content(t, &mut counters, ing, c.written, &pre)?;
+                        incref_content(t, counters, ing, c.written, &pre)?;
                         put(&t[T_BUNDLE_ENTRIES], &entry_key(&bkey, n as u32), entry)?;
-                        if let Some(d) = &entry.debug_id {
-                            t[T_DEBUG_IDS]
-                                .insert(debug_key(d, c.org, &c.checksum, n as u32), &[] as &[u8])?;
+                        if let Some(id) = &entry.debug_id {
+                            t[T_DEBUG_IDS].insert(
+                                debug_key(id, c.org, &c.checksum, n as u32),
+                                &[] as &[u8],
+                            )?;
                         }
                     }
                     let rec = BundleRec {
@@ -184,20 +177,10 @@ impl Index {
                     put(&t[T_BUNDLES], &bkey, &rec)?;
                 }
                 for (key, id, n) in c.files {
-                    put_entry_file(
-                        t,
-                        &mut counters,
-                        key,
-                        *id,
-                        &c.entries[*n].0,
-                        c.now_ms,
-                        &mut d,
-                    )?;
+                    put_entry_file(t, counters, key, *id, &c.entries[*n].0, c.now_ms, d)?;
                 }
-                put(&t[T_META], STATS_KEY, &counters)?;
                 Ok(())
-            });
-            run_tx("commit bundle", r)?;
+            })?;
             Ok(())
         })
     }
@@ -209,19 +192,10 @@ impl Index {
         entries: &[BundleEntryRec],
         now_ms: i64,
     ) -> Result<()> {
-        let nonce = self.nonce()?;
-        self.settle(nonce, || {
-            let r = self.all().transaction(|t| {
-                let mut d = self.deferrer(nonce);
-                let mut counters: Counters =
-                    get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
-                for (key, id, n) in files {
-                    put_entry_file(t, &mut counters, key, *id, &entries[*n], now_ms, &mut d)?;
-                }
-                put(&t[T_META], STATS_KEY, &counters)?;
-                Ok(())
-            });
-            run_tx("project bundle", r)?;
+        self.counted_op("project bundle", |t, counters, d| {
+            for (key, id, n) in files {
+                put_entry_file(t, counters, key, *id, &entries[*n], now_ms, d)?;
+            }
             Ok(())
         })
     }
@@ -295,35 +269,27 @@ impl Index {
                 old_bundles.push(k.to_vec());
             }
         }
-        let nonce = self.nonce()?;
-        self.settle(nonce, || {
-            let r = self.all().transaction(|t| {
-                let mut d = self.deferrer(nonce);
-                let mut counters: Counters =
-                    get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
-                let (mut pieces, mut bundles) = (0, 0);
-                for k in &old_pieces {
-                    if let Some(rec) = get::<PieceRec>(&t[T_PIECES], k, "piece record")? {
-                        if rec.created_ms < cutoff_ms {
-                            decref_content(t, &mut counters, &rec.content, &mut d)?;
-                            t[T_PIECES].remove(k.as_slice())?;
-                            pieces += 1;
-                        }
+        self.counted_op("expire pieces", |t, counters, d| {
+            let (mut pieces, mut bundles) = (0, 0);
+            for k in &old_pieces {
+                if let Some(rec) = get::<PieceRec>(&t[T_PIECES], k, "piece record")? {
+                    if rec.created_ms < cutoff_ms {
+                        decref_content(t, counters, &rec.content, d)?;
+                        t[T_PIECES].remove(k.as_slice())?;
+                        pieces += 1;
                     }
                 }
-                for k in &old_bundles {
-                    if let Some(mut rec) = get::<BundleRec>(&t[T_BUNDLES], k, "bundle record")? {
-                        if let Some(c) = rec.bundle_content.take() {
-                            decref_content(t, &mut counters, &c, &mut d)?;
-                            put(&t[T_BUNDLES], k, &rec)?;
-                            bundles += 1;
-                        }
+            }
+            for k in &old_bundles {
+                if let Some(mut rec) = get::<BundleRec>(&t[T_BUNDLES], k, "bundle record")? {
+                    if let Some(c) = rec.bundle_content.take() {
+                        decref_content(t, counters, &c, d)?;
+                        put(&t[T_BUNDLES], k, &rec)?;
+                        bundles += 1;
                     }
                 }
-                put(&t[T_META], STATS_KEY, &counters)?;
-                Ok((pieces, bundles))
-            });
-            Ok(run_tx("expire pieces", r)?.expect("no retry"))
+            }
+            Ok((pieces, bundles))
         })
     }
 }
