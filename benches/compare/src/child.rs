@@ -365,6 +365,9 @@ fn large(job: &Job) -> R<()> {
                 data::ingest_relstore(b, p);
             }
         }
+        "ingest+sled" => {
+            data::ingest_with_sled_records(&bufs, p, &job.dir)?;
+        }
         "disk-floor" => {
             fs::create_dir_all(&job.dir)?;
             let mut f = File::create(job.dir.join("floor"))?;

@@ -93,3 +93,50 @@ pub fn ingest_relstore(data: &[u8], p: relstore::ChunkingParams) -> usize {
         .expect("in-memory ingest cannot fail");
     got.chunks.len()
 }
+
+/// The ingest pass plus the least index work a store that keeps one sled record per chunk must
+/// add: every chunk id inserted into a sled tree (a 30-byte value, no transaction, no reads),
+/// on a second thread so that it overlaps hashing. The ceiling of relstore's design, in which
+/// each new chunk gets a record in the `chunks` tree. Returns the number of chunks.
+pub fn ingest_with_sled_records(
+    bufs: &[Vec<u8>],
+    p: relstore::ChunkingParams,
+    dir: &std::path::Path,
+) -> Result<usize, sled::Error> {
+    let db = sled::Config::new()
+        .path(dir.join("sled"))
+        .cache_capacity(64 << 20)
+        .flush_every_ms(None)
+        .open()?;
+    let tree = db.open_tree("chunks")?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<[u8; 32]>>(64);
+    let n = std::thread::scope(|s| {
+        let inserter = s.spawn(move || {
+            let mut n = 0usize;
+            for batch in rx {
+                for id in batch {
+                    tree.insert(id, &[0u8; 30][..])?;
+                    n += 1;
+                }
+            }
+            Ok::<_, sled::Error>(n)
+        });
+        for b in bufs {
+            let mut batch = Vec::with_capacity(256);
+            relstore::content::ingest::ingest(&mut &b[..], p, u64::MAX, &mut |_, meta| {
+                batch.push(meta.blake3);
+                if batch.len() == 256 {
+                    // A closed channel means the inserter failed; its join reports why.
+                    let _ = tx.send(std::mem::take(&mut batch));
+                }
+                Ok(())
+            })
+            .expect("in-memory ingest cannot fail");
+            let _ = tx.send(batch);
+        }
+        drop(tx);
+        inserter.join().expect("inserter thread")
+    })?;
+    db.flush()?;
+    Ok(n)
+}

@@ -464,7 +464,7 @@ impl Harness {
             }
         }
         let mut all: Vec<&str> = peers::STORES.iter().chain(LIMITS).copied().collect();
-        all.extend(["sha1sum-cmd", "dd-fsync-cmd"]);
+        all.extend(["sha1sum-cmd", "dd-fsync-cmd", "ingest+sled"]);
         let all = Self::lineup(cfg, &all);
         for r in 0..cfg.w2_rounds {
             self.note_load(&format!("W2 round {r}"));
@@ -491,6 +491,7 @@ impl Harness {
                 "dd-fsync-cmd",
                 "sha1-mem",
                 "ingest-2core",
+                "ingest+sled",
                 "disk-floor",
             ];
             let list = Self::lineup(cfg, &list);

@@ -398,15 +398,16 @@ pub fn render(
         }
         let _ = writeln!(
             s,
-            "### {title}\n\n| contender | n | MB/s | ÷ ingest-2core | ÷ disk-floor | ÷ sha1sum-cmd | ÷ dd-fsync-cmd | peak RSS MiB | disk / logical |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+            "### {title}\n\n| contender | n | MB/s | ÷ ingest-2core | ÷ ingest+sled | ÷ disk-floor | ÷ sha1sum-cmd | ÷ dd-fsync-cmd | peak RSS MiB | disk / logical |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
         );
         for c in v.contenders(w) {
             let _ = writeln!(
                 s,
-                "| {c} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {c} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 v.rounds(w, &c),
                 f(v.med(w, &c, mbps), 0),
                 f(v.ratio(w, &c, "ingest-2core", mbps), 2),
+                f(v.ratio(w, &c, "ingest+sled", mbps), 2),
                 f(v.ratio(w, &c, "disk-floor", mbps), 2),
                 f(v.ratio(w, &c, "sha1sum-cmd", mbps), 2),
                 f(v.ratio(w, &c, "dd-fsync-cmd", mbps), 2),
