@@ -18,6 +18,7 @@ use relstore::segment::record::{encode_record, HEADER_LEN};
 use relstore::segment::recover::{scan_slice, ScannedRecord};
 use relstore::segment::SEGMENT_HEADER_LEN;
 use relstore::{ChunkingParams, ReadMode, ReleaseScope, Store, StoreOptions};
+use relstore_testkit::random_bytes;
 
 fn scope() -> ReleaseScope {
     ReleaseScope::project("acme", "web", "1.0")
@@ -33,18 +34,6 @@ fn options(dir: &Path, mode: ReadMode) -> StoreOptions {
         .segment_max_bytes(64 << 10)
         .cache_bytes(4 << 20)
         .read_mode(mode)
-}
-
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 struct Segment {

@@ -18,6 +18,7 @@ use faulty_io::{FaultKind, FaultyIo, EIO, ENOSPC};
 use relstore::segment::recover::scan_slice;
 use relstore::segment::SEGMENT_HEADER_LEN;
 use relstore::{ChunkingParams, Error, ListQuery, ReadMode, ReleaseScope, Store, StoreOptions};
+use relstore_testkit::random_bytes;
 
 fn scope() -> ReleaseScope {
     ReleaseScope::project("acme", "web", "1.0")
@@ -37,15 +38,7 @@ fn options(dir: &Path) -> StoreOptions {
 
 /// Deterministic bytes; `base` picks the stream so that equal bases share chunks.
 fn bytes(base: u64, len: usize, tweak: u8) -> Vec<u8> {
-    let mut x = base.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let mut v = random_bytes(base, len);
     if let Some(b) = v.get_mut(len / 2) {
         *b ^= tweak;
     }

@@ -1,18 +1,7 @@
 //! Reclaiming space: deleted data gives its bytes back, live data survives compaction intact.
 
 use relstore::{ReleaseScope, Store, StoreOptions};
-
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use relstore_testkit::random_bytes;
 
 fn dir_bytes(path: &std::path::Path) -> u64 {
     let mut total = 0;
@@ -43,7 +32,7 @@ fn deleting_everything_then_gc_gives_back_the_segments_and_90_percent_in_all() {
     let mut uploaded = 0u64;
     let mut i = 0;
     while uploaded < total {
-        let data = pseudo_random(((i * 7919) % (2 << 20)) + (256 << 10), i as u64);
+        let data = random_bytes(i as u64, ((i * 7919) % (2 << 20)) + (256 << 10));
         uploaded += data.len() as u64;
         let f = store
             .upload(
@@ -111,7 +100,7 @@ fn compaction_moves_live_chunks_and_every_file_still_reads() {
     let scope = ReleaseScope::project("acme", "web", "1.0");
     let mut kept = Vec::new();
     for i in 0..60u64 {
-        let data = pseudo_random(100_000 + (i as usize * 3001) % 50_000, i);
+        let data = random_bytes(i, 100_000 + (i as usize * 3001) % 50_000);
         let f = store
             .upload(
                 &scope.file(&format!("~/f{i}.js"), None),
