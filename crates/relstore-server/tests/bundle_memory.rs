@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use cli_support::Server;
 use futures::StreamExt;
 use relstore::{ListQuery, ReleaseScope, Store, StoreOptions};
+use relstore_testkit::{proc_status, Rng};
 use serde_json::{json, Value};
 use sha1::Digest;
 
@@ -37,22 +38,6 @@ const ENTRY_SIZES: [u64; 4] = [
 ];
 
 const IO_BUF: usize = 1 << 20;
-
-/// A fast deterministic generator of incompressible bytes (splitmix64).
-struct Noise(u64);
-
-impl Noise {
-    fn fill(&mut self, buf: &mut [u8]) {
-        for word in buf.chunks_mut(8) {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            word.copy_from_slice(&z.to_le_bytes()[..word.len()]);
-        }
-    }
-}
 
 /// One bundle entry as the test expects to find it.
 struct Entry {
@@ -70,7 +55,8 @@ fn write_bundle(path: &Path) -> Vec<Entry> {
     let stored = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Stored)
         .large_file(false);
-    let mut noise = Noise(0x5eed);
+    // Incompressible content (splitmix64).
+    let mut noise = Rng(0x5eed);
     let mut buf = vec![0u8; IO_BUF];
     let mut entries = Vec::new();
     let mut manifest = serde_json::Map::new();
@@ -161,20 +147,7 @@ fn file_range_body(path: &Path, offset: u64, len: u64) -> reqwest::Body {
 
 /// VmHWM, VmRSS, RssAnon and RssFile of this process in bytes.
 fn memory() -> [u64; 4] {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    ["VmHWM:", "VmRSS:", "RssAnon:", "RssFile:"].map(|key| {
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .unwrap_or_else(|| panic!("{key} missing from /proc/self/status"));
-        let kib: u64 = line[key.len()..]
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .unwrap();
-        kib << 10
-    })
+    proc_status(["VmHWM:", "VmRSS:", "RssAnon:", "RssFile:"])
 }
 
 /// Resets VmHWM to the current RSS (Linux 4.0+), so a phase's peak can be read on its own.

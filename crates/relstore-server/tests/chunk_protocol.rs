@@ -8,6 +8,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use relstore::{ReleaseScope, Store, StoreOptions};
 use relstore_server::{app, AppState, Config};
+use relstore_testkit::random_bytes;
 use serde_json::{json, Value};
 use sha1::Digest;
 use tower::ServiceExt;
@@ -277,19 +278,7 @@ async fn chunk_upload_errors_in_contract_order_and_nothing_stored_on_failure() {
 
     // What sentry-cli 3.x sends: four full 8 MiB pieces (32 MiB decoded) gzipped, which makes
     // incompressible data slightly larger than 32 MiB on the wire. Accepted, and owned.
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let pieces: Vec<Vec<u8>> = (0..4)
-        .map(|_| {
-            (0..(8 << 20) / 8)
-                .flat_map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x.to_le_bytes()
-                })
-                .collect()
-        })
-        .collect();
+    let pieces: Vec<Vec<u8>> = (1..=4).map(|seed| random_bytes(seed, 8 << 20)).collect();
     let names: Vec<String> = pieces.iter().map(|p| sha1_hex(p)).collect();
     let gz: Vec<Vec<u8>> = pieces.iter().map(|p| gzip(p)).collect();
     assert!(

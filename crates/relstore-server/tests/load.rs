@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use net_support::{client, download, list_all, sha1_hex, splitmix, upload, Server, Upload};
+use net_support::{client, download, list_all, sha1_hex, upload, Server, Upload};
 use relstore::Store;
 use relstore_server::Config;
+use relstore_testkit::splitmix;
 use reqwest::StatusCode;
 
 const CLIENTS: u64 = 16;

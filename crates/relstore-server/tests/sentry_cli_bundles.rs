@@ -6,8 +6,8 @@ mod cli_support;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use cli_support::{run_cli, sentry_cli, Server};
-use relstore::{ListQuery, ReleaseScope, Store, StoreOptions};
+use cli_support::{release_files, run_cli, sentry_cli, write_build_dir, Server};
+use relstore::{Store, StoreOptions};
 
 /// A small build output: a minified bundle with its source map, a vendor file, a nested asset.
 fn write_fixture(dir: &Path, banner: &str) -> Vec<(String, Vec<u8>)> {
@@ -22,15 +22,7 @@ fn write_fixture(dir: &Path, banner: &str) -> Vec<(String, Vec<u8>)> {
         ),
         ("static/js/vendor.js", (0..2000).map(|i| format!("var v{i}={i};\n")).collect::<String>().into_bytes()),
     ];
-    for (rel, data) in &files {
-        let p = dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, data).unwrap();
-    }
-    files
-        .into_iter()
-        .map(|(n, d)| (format!("~/{n}"), d))
-        .collect()
+    write_build_dir(dir, files)
 }
 
 fn assert_release_holds(
@@ -39,23 +31,14 @@ fn assert_release_holds(
     version: &str,
     expected: &[(String, Vec<u8>)],
 ) {
-    let scope = ReleaseScope::project("acme", project, version);
-    let page = store
-        .list_files(
-            &scope,
-            &ListQuery {
-                limit: 1000,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    let names: Vec<&str> = page.items.iter().map(|f| f.key.name.as_str()).collect();
+    let items = release_files(store, project, version);
+    let names: Vec<&str> = items.iter().map(|f| f.key.name.as_str()).collect();
     for (name, data) in expected {
         assert!(
             names.contains(&name.as_str()),
             "{name} missing from {version}: {names:?}"
         );
-        let file = page.items.iter().find(|f| &f.key.name == name).unwrap();
+        let file = items.iter().find(|f| &f.key.name == name).unwrap();
         assert_eq!(
             &store.open_file(file).unwrap().read_to_vec().unwrap(),
             data,
@@ -76,54 +59,34 @@ fn sentry_cli_3_and_2_upload_source_maps_as_artifact_bundles() {
     let expected = write_fixture(fixture.path(), "build 1");
     let dir = fixture.path().to_str().unwrap();
 
+    // Every command runs as organization `acme`, project `web`.
+    let cli = |bin: &Path, args: &[&str]| run_cli(bin, &server, &token, "acme", "web", args);
+    let upload_1_0 = || {
+        cli(
+            &cli3,
+            &[
+                "sourcemaps",
+                "upload",
+                "--release",
+                "1.0",
+                "--wait",
+                "--no-rewrite",
+                dir,
+            ],
+        )
+    };
+
     // 3.8.2: releases new, then sourcemaps upload --wait.
-    run_cli(
-        &cli3,
-        &server,
-        &token,
-        "acme",
-        "web",
-        &["releases", "new", "1.0"],
-    );
+    cli(&cli3, &["releases", "new", "1.0"]);
     assert!(store.release("acme", "1.0").unwrap().is_some());
-    run_cli(
-        &cli3,
-        &server,
-        &token,
-        "acme",
-        "web",
-        &[
-            "sourcemaps",
-            "upload",
-            "--release",
-            "1.0",
-            "--wait",
-            "--no-rewrite",
-            dir,
-        ],
-    );
+    upload_1_0();
     let first_posts = server.chunk_posts.load(Ordering::SeqCst);
     assert!(first_posts > 0, "the first upload sends chunks");
     assert_release_holds(&store, "web", "1.0", &expected);
     let stats = store.stats().unwrap();
 
     // The same directory again: nothing is sent and nothing new is stored.
-    run_cli(
-        &cli3,
-        &server,
-        &token,
-        "acme",
-        "web",
-        &[
-            "sourcemaps",
-            "upload",
-            "--release",
-            "1.0",
-            "--wait",
-            "--no-rewrite",
-            dir,
-        ],
-    );
+    upload_1_0();
     assert_eq!(
         server.chunk_posts.load(Ordering::SeqCst),
         first_posts,
@@ -137,14 +100,7 @@ fn sentry_cli_3_and_2_upload_source_maps_as_artifact_bundles() {
     assert_release_holds(&store, "web", "1.0", &expected);
 
     // 2.58.6 lists what 3.8.2 uploaded.
-    let out = run_cli(
-        &cli2,
-        &server,
-        &token,
-        "acme",
-        "web",
-        &["releases", "files", "1.0", "list"],
-    );
+    let out = cli(&cli2, &["releases", "files", "1.0", "list"]);
     let listing = String::from_utf8_lossy(&out.stdout);
     for (name, _) in &expected {
         assert!(
@@ -156,21 +112,10 @@ fn sentry_cli_3_and_2_upload_source_maps_as_artifact_bundles() {
     // 2.58.6 sourcemaps upload takes the bundle path too (chunk upload accepts artifact bundles);
     // a changed banner stores only a little more.
     let expected2 = write_fixture(fixture.path(), "build 2");
-    run_cli(
-        &cli2,
-        &server,
-        &token,
-        "acme",
-        "web",
-        &["releases", "new", "2.0"],
-    );
+    cli(&cli2, &["releases", "new", "2.0"]);
     let posts_before = server.chunk_posts.load(Ordering::SeqCst);
-    run_cli(
+    cli(
         &cli2,
-        &server,
-        &token,
-        "acme",
-        "web",
         &[
             "sourcemaps",
             "upload",

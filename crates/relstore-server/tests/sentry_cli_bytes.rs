@@ -7,35 +7,20 @@ mod cli_support;
 
 use std::path::Path;
 
-use cli_support::{run_cli_env, sentry_cli, RequestRecord, Server};
-use relstore::{ListQuery, ReleaseScope, Store, StoreOptions};
+use cli_support::{release_files, run_cli_env, sentry_cli, write_build_dir, RequestRecord, Server};
+use relstore::{Store, StoreOptions};
+use relstore_testkit::Rng;
 
-/// A deterministic generator (splitmix64) for identifiers, numbers and mappings.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+/// A short minified-style identifier: a letter, `_` or `$`, then up to two more characters.
+fn ident(rng: &mut Rng) -> String {
+    const FIRST: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_$";
+    const REST: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut s = String::new();
+    s.push(FIRST[rng.below(FIRST.len())] as char);
+    for _ in 0..rng.below(3) {
+        s.push(REST[rng.below(REST.len())] as char);
     }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn ident(&mut self) -> String {
-        const FIRST: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_$";
-        const REST: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-        let mut s = String::new();
-        s.push(FIRST[self.below(FIRST.len() as u64) as usize] as char);
-        for _ in 0..self.below(3) {
-            s.push(REST[self.below(REST.len() as u64) as usize] as char);
-        }
-        s
-    }
+    s
 }
 
 const WORDS: &[&str] = &[
@@ -52,9 +37,9 @@ fn module(rng: &mut Rng, name: &str, statements: usize, banner: &str) -> (String
     let mut mappings = String::new();
     const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     for i in 0..statements {
-        let (f, a, b) = (rng.ident(), rng.ident(), rng.ident());
-        let w1 = WORDS[rng.below(WORDS.len() as u64) as usize];
-        let w2 = WORDS[rng.below(WORDS.len() as u64) as usize];
+        let (f, a, b) = (ident(rng), ident(rng), ident(rng));
+        let w1 = WORDS[rng.below(WORDS.len())];
+        let w2 = WORDS[rng.below(WORDS.len())];
         let n = rng.below(100_000);
         match rng.below(3) {
             0 => {
@@ -83,7 +68,7 @@ fn module(rng: &mut Rng, name: &str, statements: usize, banner: &str) -> (String
         // VLQ-looking segments, as dense as a real `mappings` string.
         for _ in 0..3 + rng.below(4) {
             for _ in 0..4 + rng.below(2) {
-                mappings.push(B64[rng.below(64) as usize] as char);
+                mappings.push(B64[rng.below(64)] as char);
             }
             mappings.push(',');
         }
@@ -143,31 +128,14 @@ fn write_build(dir: &Path, banner: &str, changed: Option<(&str, &str)>) -> Vec<(
         files.push((format!("static/js/{name}"), js.into_bytes()));
         files.push((format!("static/js/{name}.map"), map.into_bytes()));
     }
-    for (rel, data) in &files {
-        let p = dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, data).unwrap();
-    }
-    files
-        .into_iter()
-        .map(|(n, d)| (format!("~/{n}"), d))
-        .collect()
+    write_build_dir(dir, files)
 }
 
 fn assert_release_holds(store: &Store, version: &str, expected: &[(String, Vec<u8>)]) {
-    let page = store
-        .list_files(
-            &ReleaseScope::project("acme", "web", version),
-            &ListQuery {
-                limit: 1000,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    assert_eq!(page.items.len(), expected.len(), "files of {version}");
+    let items = release_files(store, "web", version);
+    assert_eq!(items.len(), expected.len(), "files of {version}");
     for (name, data) in expected {
-        let file = page
-            .items
+        let file = items
             .iter()
             .find(|f| &f.key.name == name)
             .unwrap_or_else(|| panic!("{name} missing from {version}"));

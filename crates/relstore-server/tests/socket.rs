@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use net_support::{
-    client, collision_data, create_release, download, list_all, random_at, sha1_hex, upload,
+    client, create_release, download, file_part_frame, list_all, serve_release, sha1_hex, upload,
     Server, Upload,
 };
 use relstore::Store;
 use relstore_server::Config;
+use relstore_testkit::{collision_data, random_bytes_at, splitmix};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sha1::Digest;
@@ -32,7 +33,7 @@ fn js(seed: u64, len: usize) -> Vec<u8> {
     let mut out = format!("/*! build {seed} */\n").into_bytes();
     let mut i = 0u64;
     while out.len() < len {
-        let v = net_support::splitmix(i % 997);
+        let v = splitmix(i % 997);
         out.extend_from_slice(
             format!("var a{}=function(e){{return e*{}}};\n", v % 89, v).as_bytes(),
         );
@@ -185,14 +186,7 @@ async fn restart_keeps_every_file_with_its_id_sha1_headers_and_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sha1_collision_pairs_over_http_each_read_back_their_own_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_path(dir.path().join("data")).unwrap();
-    let (token, _) = store.create_token("acme", &[], "").unwrap();
-    store.create_release("acme", "1.0", &["web"]).unwrap();
-    let server = Server::start(store, Config::default());
-    let url = format!(
-        "{}/api/0/projects/acme/web/releases/1.0/files/",
-        server.url()
-    );
+    let (server, token, url) = serve_release(dir.path());
     let c = client();
     let data = collision_data();
     for (pair, sha1) in [
@@ -280,15 +274,8 @@ fn refused(addr: std::net::SocketAddr) -> bool {
 async fn graceful_shutdown_finishes_an_upload_in_flight_and_refuses_new_connections() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let store = Store::open_path(&data).unwrap();
-    let (token, _) = store.create_token("acme", &[], "").unwrap();
-    store.create_release("acme", "1.0", &["web"]).unwrap();
-    let mut server = Server::start(store, Config::default());
+    let (mut server, token, url) = serve_release(dir.path());
     let addr = server.addr;
-    let url = format!(
-        "{}/api/0/projects/acme/web/releases/1.0/files/",
-        server.url()
-    );
 
     // The body streams from a channel this test feeds, so the test decides when it ends.
     const PIECE: usize = 256 << 10;
@@ -297,14 +284,7 @@ async fn graceful_shutdown_finishes_an_upload_in_flight_and_refuses_new_connecti
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     let boundary = "sHuTdOwNbOuNdArY";
-    let head = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n\
-         Content-Type: application/octet-stream\r\n\r\n"
-    );
-    let tail = format!(
-        "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n\
-         ~/big.bin\r\n--{boundary}--\r\n"
-    );
+    let (head, tail) = file_part_frame(boundary, "big.bin");
     let request = tokio::spawn(
         client()
             .post(&url)
@@ -326,7 +306,7 @@ async fn graceful_shutdown_finishes_an_upload_in_flight_and_refuses_new_connecti
     // The next piece of the file, generated when needed (the body is never held whole).
     let mut next_piece = || {
         let mut b = vec![0u8; PIECE];
-        random_at(0x5107, sent, &mut b);
+        random_bytes_at(0x5107, sent, &mut b);
         sha1.update(&b);
         sent += PIECE as u64;
         (Bytes::from(b), sent)

@@ -11,9 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use net_support::{client, random_at, status_bytes, Server};
-use relstore::Store;
-use relstore_server::Config;
+use net_support::{client, file_part_frame, serve_release};
+use relstore_testkit::{random_bytes_at, status_bytes};
 use reqwest::StatusCode;
 use sha1::Digest;
 
@@ -35,25 +34,11 @@ struct Generated {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_1_gib_upload_over_http_keeps_peak_rss_under_256_mib() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_path(dir.path().join("data")).unwrap();
-    let (token, _) = store.create_token("acme", &[], "").unwrap();
-    store.create_release("acme", "1.0", &["web"]).unwrap();
-    let server = Server::start(store, Config::default());
-    let url = format!(
-        "{}/api/0/projects/acme/web/releases/1.0/files/",
-        server.url()
-    );
+    let (server, token, url) = serve_release(dir.path());
     let rss_before = status_bytes("VmRSS:");
 
     let boundary = "mEmOrYbOuNdArY";
-    let head = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"huge.bin\"\r\n\
-         Content-Type: application/octet-stream\r\n\r\n"
-    );
-    let tail = format!(
-        "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n\
-         ~/huge.bin\r\n--{boundary}--\r\n"
-    );
+    let (head, tail) = file_part_frame(boundary, "huge.bin");
     let content_length = head.len() as u64 + SIZE + tail.len() as u64;
     let generated = Arc::new(Mutex::new(Generated::default()));
     let out = generated.clone();
@@ -71,7 +56,7 @@ async fn a_1_gib_upload_over_http_keeps_peak_rss_under_256_mib() {
             }
             let n = PIECE.min((SIZE - pos) as usize);
             let mut b = vec![0u8; n];
-            random_at(SEED, pos, &mut b);
+            random_bytes_at(SEED, pos, &mut b);
             sha1.update(&b);
             Some((
                 Ok::<_, std::io::Error>(Bytes::from(b)),

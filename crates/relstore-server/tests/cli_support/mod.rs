@@ -256,24 +256,7 @@ pub fn run_cli(
     project: &str,
     args: &[&str],
 ) -> Output {
-    let out = Command::new(bin)
-        .args(args)
-        .env("SENTRY_URL", server.url())
-        .env("SENTRY_AUTH_TOKEN", token)
-        .env("SENTRY_ORG", org)
-        .env("SENTRY_PROJECT", project)
-        .env("SENTRY_DISABLE_UPDATE_CHECK", "true")
-        .env_remove("SENTRY_DSN")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sentry-cli {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    run_cli_env(bin, server, token, org, project, args, &[])
 }
 
 /// [`run_cli`] with extra environment variables (e.g. `SENTRY_LOG_LEVEL=debug`).
@@ -305,4 +288,36 @@ pub fn run_cli_env(
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Writes a build directory: each of `files` (path relative to `dir`, bytes), creating folders
+/// as needed. Returns the files as sentry-cli names them in a release: (`~/` + path, bytes).
+pub fn write_build_dir<N: AsRef<str>>(
+    dir: &Path,
+    files: Vec<(N, Vec<u8>)>,
+) -> Vec<(String, Vec<u8>)> {
+    files
+        .into_iter()
+        .map(|(rel, data)| {
+            let p = dir.join(rel.as_ref());
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, &data).unwrap();
+            (format!("~/{}", rel.as_ref()), data)
+        })
+        .collect()
+}
+
+/// The files of release `version` of project `project` in organization `acme` (one page of at
+/// most 1000).
+pub fn release_files(store: &Store, project: &str, version: &str) -> Vec<relstore::FileRecord> {
+    store
+        .list_files(
+            &relstore::ReleaseScope::project("acme", project, version),
+            &relstore::ListQuery {
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .items
 }

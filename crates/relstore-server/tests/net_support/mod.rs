@@ -1,14 +1,14 @@
 //! Support for tests over a real loopback socket: a server running [`relstore_server::serve`] in a
 //! background thread with its own runtime, and the few client calls the tests share (upload,
-//! paginated list, download), built on `reqwest`.
+//! paginated list, download, a streamed multipart body's framing), built on `reqwest`. Generated
+//! content, the collision pairs and memory figures come from `relstore_testkit`.
 //!
 //! Each test binary includes this module and uses only part of it.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::Path;
 
 use relstore::Store;
 use reqwest::StatusCode;
@@ -197,18 +197,22 @@ pub fn next_link(link: &str) -> Option<String> {
     })
 }
 
+/// `GET url` with `token`; fails the test when no response comes.
+pub async fn get(c: &reqwest::Client, token: &str, url: &str) -> reqwest::Response {
+    c.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
 /// Every item of a paginated list, following `Link` until `results="false"`; fails the test on
 /// a non-200 page or a page without `Link`.
 pub async fn list_all(c: &reqwest::Client, token: &str, first: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut url = Some(first.to_owned());
     while let Some(u) = url.take() {
-        let r = c
-            .get(&u)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {u}: {e}"));
+        let r = get(c, token, &u).await;
         let link = r
             .headers()
             .get("link")
@@ -227,12 +231,7 @@ pub async fn list_all(c: &reqwest::Client, token: &str, first: &str) -> Vec<Valu
 /// Downloads `files_url/{id}/?download=1`; fails the test on a status other than 200.
 pub async fn download(c: &reqwest::Client, token: &str, files_url: &str, id: &str) -> Vec<u8> {
     let u = format!("{files_url}{id}/?download=1");
-    let r = c
-        .get(&u)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {u}: {e}"));
+    let r = get(c, token, &u).await;
     assert_eq!(r.status(), StatusCode::OK, "GET {u}");
     r.bytes().await.expect("download body").to_vec()
 }
@@ -243,72 +242,34 @@ pub fn sha1_hex(b: &[u8]) -> String {
     relstore::hex(&sha1::Sha1::digest(b))
 }
 
-/// splitmix64: reproducible, well-mixed bits for generated content.
-pub fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// Fills `buf` with the pseudo-random stream `seed` from byte `pos` on (`pos` a multiple of 8),
-/// so a stream can be generated piece by piece without holding it.
-pub fn random_at(seed: u64, pos: u64, buf: &mut [u8]) {
-    assert_eq!(pos % 8, 0, "random_at works in 8-byte words");
-    for (i, w) in buf.chunks_mut(8).enumerate() {
-        let v = splitmix(seed ^ splitmix(pos / 8 + i as u64)).to_le_bytes();
-        w.copy_from_slice(&v[..w.len()]);
-    }
-}
-
-/// The `tests/data` folder of the `sha1-checked` 0.10.0 package (a dev-dependency), found through
-/// `cargo metadata` as the root crate's `tests/collisions.rs` does. Fails the test (never skips)
-/// when it cannot be found.
-pub fn collision_data() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-    let out = Command::new(&cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--manifest-path",
-            manifest,
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("running {cargo:?} metadata: {e}"));
-    assert!(
-        out.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+/// A fresh store in `dir/data` with release `1.0` of organization `acme`, project `web`, served
+/// by a new [`Server`] with the default configuration. Returns the server, a token for `acme`
+/// and the release's `.../files/` URL.
+pub fn serve_release(dir: &Path) -> (Server, String, String) {
+    let store = Store::open_path(dir.join("data")).expect("open store");
+    let (token, _) = store.create_token("acme", &[], "").expect("create token");
+    store
+        .create_release("acme", "1.0", &["web"])
+        .expect("create release");
+    let server = Server::start(store, relstore_server::Config::default());
+    let url = format!(
+        "{}/api/0/projects/acme/web/releases/1.0/files/",
+        server.url()
     );
-    let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
-    let pkg = meta["packages"]
-        .as_array()
-        .expect("packages")
-        .iter()
-        .find(|p| p["name"] == "sha1-checked" && p["version"] == "0.10.0")
-        .expect("sha1-checked 0.10.0 is a dev-dependency; cargo metadata does not list it");
-    let manifest = PathBuf::from(pkg["manifest_path"].as_str().expect("manifest_path"));
-    let data = manifest
-        .parent()
-        .expect("package folder")
-        .join("tests/data");
-    assert!(data.is_dir(), "{} is missing", data.display());
-    data
+    (server, token, url)
 }
 
-/// A field of `/proc/self/status` (`VmHWM:`, `VmRSS:`), in bytes.
-pub fn status_bytes(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("{field} missing from /proc/self/status"));
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("unparsable line {line:?}"));
-    kib << 10
+/// The multipart framing of an upload streamed by hand: the bytes before a `file` part named
+/// `filename` (`application/octet-stream`) and those after its content, which add a `name`
+/// field `~/{filename}` and close the body.
+pub fn file_part_frame(boundary: &str, filename: &str) -> (String, String) {
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    );
+    let tail = format!(
+        "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n\
+         ~/{filename}\r\n--{boundary}--\r\n"
+    );
+    (head, tail)
 }
