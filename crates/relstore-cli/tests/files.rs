@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{noise, Env};
+use common::{Env, COUNTS};
+use relstore_testkit::{collision_data, random_bytes};
 use serde_json::{json, Value};
 
 const SEED: &[u8] = b"print \"Hello World!\"";
@@ -101,16 +102,7 @@ fn errors_name_the_problem_and_exit_with_1_usage_with_2() {
     assert!(err.contains("no relstore store at"), "{err}");
     assert!(err.contains("RELSTORE_DATA"), "{err}");
     let f = env.write("x.txt", b"x");
-    env.ok(&[
-        "upload",
-        "-o",
-        "acme",
-        "-p",
-        "web",
-        "-r",
-        "1",
-        f.to_str().unwrap(),
-    ]);
+    env.upload_web("1", None, &f);
     let err = env.fails(1, &["cat", "-o", "acme", "-p", "web", "-r", "1", "nope.js"]);
     assert!(
         err.contains("\"nope.js\"") && err.contains("relstore ls"),
@@ -153,22 +145,11 @@ fn errors_name_the_problem_and_exit_with_1_usage_with_2() {
 #[test]
 fn fifty_uploads_of_one_file_store_one_copy() {
     let env = Env::new();
-    let mib = noise(7, 1 << 20);
+    let mib = random_bytes(7, 1 << 20);
     let f = env.write("big.bin", &mib);
     for i in 0..50 {
         let name = format!("~/copy-{i}.bin");
-        env.ok(&[
-            "upload",
-            "-o",
-            "acme",
-            "-p",
-            "web",
-            "-r",
-            "1",
-            "--name",
-            &name,
-            f.to_str().unwrap(),
-        ]);
+        env.upload_web("1", Some(name.as_str()), &f);
     }
     let s = env.stats();
     assert_eq!(s["files"], 50);
@@ -177,45 +158,15 @@ fn fifty_uploads_of_one_file_store_one_copy() {
     assert_eq!(s["stored_bytes"], 1 << 20);
     assert!(s["disk_bytes"].as_u64().unwrap() >= 1 << 20);
     assert_eq!(s["dedup_ratio"], 50.0);
-    for k in [
-        "files",
-        "contents",
-        "chunks",
-        "logical_bytes",
-        "stored_bytes",
-        "disk_bytes",
-    ] {
+    for k in COUNTS.into_iter().chain(["disk_bytes"]) {
         assert!(s[k].is_u64(), "{k} in {s}");
     }
-}
-
-/// The directory of the `sha1-checked` package, which ships the public SHA-1 collision pairs.
-fn collision_dir() -> std::path::PathBuf {
-    let out = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo metadata");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let pkg = v["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "sha1-checked" && p["version"] == "0.10.0")
-        .expect("sha1-checked 0.10.0 in cargo metadata");
-    let manifest = std::path::PathBuf::from(pkg["manifest_path"].as_str().unwrap());
-    manifest.parent().unwrap().join("tests/data")
 }
 
 #[test]
 fn sha1_collision_pairs_come_back_byte_exact() {
     let env = Env::new();
-    let dir = collision_dir();
+    let dir = collision_data();
     for (a, b) in [
         ("shattered-1.pdf", "shattered-2.pdf"),
         ("sha-mbles-1.bin", "sha-mbles-2.bin"),
@@ -246,18 +197,7 @@ fn ls_filters_rm_and_release_removal() {
     let b = env.write("b.js.map", b"{\"version\":3}");
     let c = env.write("c.css", b"body{}");
     let up = |p: &std::path::Path, name: &str| {
-        env.ok(&[
-            "upload",
-            "-o",
-            "acme",
-            "-p",
-            "web",
-            "-r",
-            "1",
-            "--name",
-            name,
-            p.to_str().unwrap(),
-        ]);
+        env.upload_web("1", Some(name), p);
     };
     up(&c, "~/c.css");
     up(&a, "~/a.js");
@@ -315,16 +255,7 @@ fn ls_filters_rm_and_release_removal() {
     assert_eq!(info["size"], 13);
     assert_eq!(info["contentId"].as_str().unwrap().len(), 64);
 
-    env.ok(&[
-        "upload",
-        "-o",
-        "acme",
-        "-p",
-        "web",
-        "-r",
-        "2",
-        a.to_str().unwrap(),
-    ]);
+    env.upload_web("2", None, &a);
     let rels = env.json(&["releases", "--org", "acme", "--json"]);
     assert_eq!(rels.as_array().unwrap().len(), 2);
     env.ok(&["rm", "-o", "acme", "-r", "1", "--release-all"]);
@@ -343,9 +274,9 @@ fn ls_filters_rm_and_release_removal() {
 #[test]
 fn stats_ranks_releases_by_unique_bytes() {
     let env = Env::new();
-    let shared = env.write("shared.bin", &noise(1, 3000));
-    let big = env.write("big.bin", &noise(2, 9000));
-    let small = env.write("small.bin", &noise(3, 100));
+    let shared = env.write("shared.bin", &random_bytes(1, 3000));
+    let big = env.write("big.bin", &random_bytes(2, 9000));
+    let small = env.write("small.bin", &random_bytes(3, 100));
     for (r, f) in [("1", &shared), ("1", &small), ("2", &shared), ("2", &big)] {
         env.ok(&["upload", "-o", "acme", "-r", r, f.to_str().unwrap()]);
     }

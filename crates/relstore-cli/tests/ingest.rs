@@ -5,7 +5,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{noise, tree, Env};
+use common::{tree, Env, COUNTS};
+use relstore_testkit::random_bytes;
 use serde_json::{json, Value};
 
 const MAP_LINE: &[u8] = b"\n//# sourceMappingURL=app.min.js.map\n";
@@ -38,7 +39,7 @@ fn build_tree(root: &Path, n: usize) -> BTreeMap<String, Vec<u8>> {
         let body = if i % 7 == 6 {
             files[&files.keys().nth(i / 2).cloned().expect("earlier file")].clone()
         } else {
-            noise(i as u64, size)
+            random_bytes(i as u64, size)
         };
         files.insert(path, body);
         i += 1;
@@ -136,13 +137,7 @@ fn ingest_export_round_trip_of_5000_files_and_reingest_stores_nothing() {
         String::from_utf8_lossy(&o.stderr)
     );
     let after = env.stats();
-    for k in [
-        "files",
-        "contents",
-        "chunks",
-        "logical_bytes",
-        "stored_bytes",
-    ] {
+    for k in COUNTS {
         assert_eq!(before[k], after[k], "{k}");
     }
     let mut args = vec!["ingest"];
@@ -313,28 +308,10 @@ fn export_refuses_names_that_escape_and_maps_urls() {
 #[test]
 fn prune_dry_run_changes_nothing_then_prune_removes_and_reclaims() {
     let env = Env::new();
-    let a = env.write("a.bin", &noise(1, 50_000));
-    let b = env.write("b.bin", &noise(2, 50_000));
-    env.ok(&[
-        "upload",
-        "-o",
-        "acme",
-        "-p",
-        "web",
-        "-r",
-        "1",
-        a.to_str().unwrap(),
-    ]);
-    env.ok(&[
-        "upload",
-        "-o",
-        "acme",
-        "-p",
-        "web",
-        "-r",
-        "2",
-        b.to_str().unwrap(),
-    ]);
+    let a = env.write("a.bin", &random_bytes(1, 50_000));
+    let b = env.write("b.bin", &random_bytes(2, 50_000));
+    env.upload_web("1", None, &a);
+    env.upload_web("2", None, &b);
     env.ok(&["upload", "-o", "other", "-r", "9", b.to_str().unwrap()]);
     let snapshot = || {
         (
@@ -363,13 +340,7 @@ fn prune_dry_run_changes_nothing_then_prune_removes_and_reclaims() {
     let after = snapshot();
     assert_eq!(before.0, after.0);
     assert_eq!(before.1, after.1);
-    for k in [
-        "files",
-        "contents",
-        "chunks",
-        "logical_bytes",
-        "stored_bytes",
-    ] {
+    for k in COUNTS {
         assert_eq!(before.2[k], after.2[k], "{k}");
     }
 
@@ -402,9 +373,9 @@ fn prune_dry_run_changes_nothing_then_prune_removes_and_reclaims() {
 #[test]
 fn verify_names_a_damaged_file_and_gc_reclaims_deleted_ones() {
     let env = Env::new();
-    let victim = noise(5, 200_000);
+    let victim = random_bytes(5, 200_000);
     let v = env.write("victim.js", &victim);
-    let ok = env.write("ok.js", &noise(6, 20_000));
+    let ok = env.write("ok.js", &random_bytes(6, 20_000));
     // The victim goes last: opening the store treats damage in the active segment as a torn
     // tail and cuts everything after it, which would take later files with it.
     env.ok(&["upload", "-o", "acme", "-r", "1", ok.to_str().unwrap()]);
