@@ -1,5 +1,7 @@
 //! Reclaiming space: deleted data gives its bytes back, live data survives compaction intact.
 
+mod common;
+
 use relstore::{ReleaseScope, Store, StoreOptions};
 use relstore_testkit::random_bytes;
 
@@ -34,14 +36,7 @@ fn deleting_everything_then_gc_gives_back_the_segments_and_90_percent_in_all() {
     while uploaded < total {
         let data = random_bytes(i as u64, ((i * 7919) % (2 << 20)) + (256 << 10));
         uploaded += data.len() as u64;
-        let f = store
-            .upload(
-                &scope.file(&format!("~/f{i}.js"), None),
-                &[],
-                &mut &data[..],
-                false,
-            )
-            .unwrap();
+        let f = common::put(&store, &scope.file(&format!("~/f{i}.js"), None), &data);
         ids.push(f.id);
         i += 1;
     }
@@ -101,14 +96,7 @@ fn compaction_moves_live_chunks_and_every_file_still_reads() {
     let mut kept = Vec::new();
     for i in 0..60u64 {
         let data = random_bytes(i, 100_000 + (i as usize * 3001) % 50_000);
-        let f = store
-            .upload(
-                &scope.file(&format!("~/f{i}.js"), None),
-                &[],
-                &mut &data[..],
-                false,
-            )
-            .unwrap();
+        let f = common::put(&store, &scope.file(&format!("~/f{i}.js"), None), &data);
         if i % 3 == 0 {
             kept.push((f.key.clone(), data));
         } else {
