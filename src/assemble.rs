@@ -18,7 +18,6 @@ use crate::error::{Error, Result};
 use crate::index::records::{BundleEntryRec, ChunkRef};
 use crate::key::FileKey;
 use crate::segment::Location;
-use crate::staging::TakeRefs;
 use crate::store::{now_ms, Store};
 
 /// Largest upload piece (Sentry's `chunkSize`).
@@ -184,9 +183,9 @@ impl Store {
             Vec::with_capacity(bundle.manifest.files.len());
         let mut written: HashMap<[u8; 32], Location> = HashMap::new();
         for f in bundle.manifest.files.clone() {
-            let staged = match bundle.read_entry(&f.zip_path, |r| {
-                inner.stage(r, inner.opts.max_upload_bytes, TakeRefs::AtCommit)
-            }) {
+            let staged = match bundle
+                .read_entry(&f.zip_path, |r| inner.stage(r, inner.opts.max_upload_bytes))
+            {
                 Ok(s) => s,
                 Err(Error::InvalidBundle(_)) => {
                     return Ok(AssembleOutcome::Failed("the bundle is invalid".into()))
@@ -330,7 +329,7 @@ impl PieceBatch<'_> {
     /// memory. After an error the batch may still be used, but should not be committed.
     pub fn add(&mut self, sha1: &[u8; 20], reader: &mut dyn std::io::Read) -> Result<()> {
         let inner = &*self.store.inner;
-        let staged = inner.stage(reader, MAX_PIECE_BYTES, TakeRefs::AtCommit)?;
+        let staged = inner.stage(reader, MAX_PIECE_BYTES)?;
         if staged.ingested.sha1 != *sha1 {
             return Err(Error::ChecksumMismatch {
                 expected: crate::hex(sha1),

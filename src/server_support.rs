@@ -9,7 +9,6 @@ use std::io::Read;
 
 use crate::error::{Error, Result};
 use crate::key::FileKey;
-use crate::staging::TakeRefs;
 use crate::store::{validate_headers, FileRecord, Store};
 
 /// Where a deferred upload goes: what [`Store::upload`] takes as arguments.
@@ -35,27 +34,14 @@ impl Store {
         let inner = &*self.inner;
         inner.check_writable()?;
         let _m = inner.mutation_guard()?;
-        let staged = inner.stage(
-            reader,
-            inner.opts.max_upload_bytes,
-            TakeRefs::WhileStreaming,
-        )?;
-        let checked = match target() {
-            None => Err(Error::Source(std::io::Error::other(
+        let staged = inner.stage(reader, inner.opts.max_upload_bytes)?;
+        let Some(t) = target() else {
+            return Err(Error::Source(std::io::Error::other(
                 "upload abandoned before it named its target",
-            ))),
-            Some(t) => t
-                .key
-                .validate()
-                .and_then(|()| validate_headers(&t.headers))
-                .map(|headers| (t, headers)),
+            )));
         };
-        match checked {
-            Ok((t, headers)) => inner.commit_staged(&t.key, &headers, staged, t.overwrite),
-            Err(e) => {
-                inner.discard_staged(staged);
-                Err(e)
-            }
-        }
+        t.key.validate()?;
+        let headers = validate_headers(&t.headers)?;
+        inner.commit_staged(&t.key, &headers, staged, t.overwrite)
     }
 }

@@ -21,7 +21,7 @@ use crate::index::{FileRow, Index, ReleaseRow, UploadCommit};
 use crate::key::{validate_slug, validate_version, FileKey, ReleaseScope};
 use crate::segment::io::{SegmentIo, StdIo};
 use crate::segment::{ReadMode, Segments};
-use crate::staging::{Staged, TakeRefs};
+use crate::staging::Staged;
 
 /// Version of the store layout written in `FORMAT`.
 pub const FORMAT_VERSION: u32 = 2;
@@ -697,11 +697,7 @@ impl Store {
         // Fail before reading a byte when the target cannot be written.
         self.check_target(key, overwrite)?;
         let _m = inner.mutation_guard()?;
-        let staged = inner.stage(
-            reader,
-            inner.opts.max_upload_bytes,
-            TakeRefs::WhileStreaming,
-        )?;
+        let staged = inner.stage(reader, inner.opts.max_upload_bytes)?;
         inner.commit_staged(key, &headers, staged, overwrite)
     }
 
@@ -874,34 +870,17 @@ impl Inner {
         staged: Staged,
         overwrite: bool,
     ) -> Result<FileRecord> {
-        let id = match self
-            .sync_staged(&staged)
-            .and_then(|()| self.index.next_id())
-        {
-            Ok(id) => id,
-            Err(e) => {
-                self.discard_staged(staged);
-                return Err(e);
-            }
-        };
-        let Staged {
-            ingested,
-            written,
-            streamed,
-            ..
-        } = staged;
-        let (row, _replaced) = self.index.commit_upload(
-            &UploadCommit {
-                key,
-                id,
-                headers,
-                created_ms: now_ms(),
-                ingested: &ingested,
-                written: &written,
-                overwrite,
-            },
-            streamed,
-        )?;
+        self.sync_staged(&staged)?;
+        let id = self.index.next_id()?;
+        let (row, _replaced) = self.index.commit_upload(&UploadCommit {
+            key,
+            id,
+            headers,
+            created_ms: now_ms(),
+            ingested: &staged.ingested,
+            written: &staged.written,
+            overwrite,
+        })?;
         self.durable_index()?;
         Ok(FileRecord::from_row(row))
     }

@@ -5,7 +5,8 @@
 //! partial record in any segment and no file record in the index, and the store must keep
 //! working. For a failed sync the operation fails and the store refuses every later write with
 //! [`Error::Poisoned`] while reads keep working. In both cases a reopened store holds exactly the
-//! acknowledged state, with consistent refcounts and counters.
+//! acknowledged state, with consistent refcounts and counters. A large upload's syncs ahead (made
+//! while it streams) fail the same way.
 
 #[path = "common/faulty_io.rs"]
 mod faulty_io;
@@ -281,4 +282,60 @@ fn every_failed_sync_poisons_until_reopen() {
             run(Some((FaultKind::Sync, n, errno, false)));
         }
     }
+}
+
+/// A large upload with `Immediate` durability syncs its segment while it streams (every
+/// 16 MiB, on a thread of its own), so that the sync before its commit finds little left. A
+/// failure of such a sync ahead fails the upload and poisons the store like any other failed
+/// sync: nothing of the upload is acknowledged, and a reopened store is consistent without it.
+#[test]
+fn a_failed_sync_while_a_large_upload_streams_fails_it_and_poisons() {
+    let data = random_bytes(77, 40 << 20);
+    let key = scope().file("big.js", None);
+    let run = |fault: bool| -> u64 {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("store");
+        let io = FaultyIo::new();
+        let store = Store::open(StoreOptions::new(&dir).io(Arc::new(io.clone()))).expect("open");
+        store
+            .create_release("acme", "1.0", &["web"])
+            .expect("release");
+        if fault {
+            // The first sync of the upload is always a sync ahead: the one before the commit
+            // comes after the stream ends.
+            io.arm(FaultKind::Sync, 1, EIO, false);
+        } else {
+            io.count_only();
+        }
+        let result = store.upload(&key, &[], &mut &data[..], false);
+        let syncs = io.counts().1;
+        if !fault {
+            result.expect("upload without a fault");
+            return syncs;
+        }
+        let e = result.expect_err("an upload whose sync ahead failed");
+        assert!(io.fired(), "the sync ahead never ran");
+        assert!(
+            is_errno(&e, EIO) || matches!(e, Error::Poisoned { .. }),
+            "a failed sync ahead gave {e:?}"
+        );
+        let e = store
+            .upload(&scope().file("z.js", None), &[], &mut &b"z"[..], false)
+            .expect_err("upload on a poisoned store");
+        assert!(matches!(e, Error::Poisoned { .. }), "{e:?}");
+        drop(store);
+        let store = Store::open(StoreOptions::new(&dir)).expect("reopen");
+        assert!(store.file(&key).expect("lookup").is_none());
+        let report = store.verify(&mut |_| {}).expect("verify");
+        assert!(report.is_clean(), "verify after reopen:\n{report}");
+        drop(store);
+        faulty_io::assert_index_consistent(&dir);
+        syncs
+    };
+    let syncs = run(false);
+    assert!(
+        syncs >= 2,
+        "a 40 MiB upload made {syncs} segment syncs: none while it streamed"
+    );
+    run(true);
 }

@@ -1,7 +1,8 @@
 //! Chunk references taken ahead of a commit (`src/index/pending.rs`): a large upload takes the
-//! references of the chunks it writes while it streams. Whatever ends the upload, those
-//! references are adopted by its content or released: no refcount leaks, nothing stays pending,
-//! and the store's counters match a recount.
+//! references of its chunks in bounded transactions before the one that creates its content.
+//! Whatever ends the upload (a refused size, an abandoned or refused target, an overwrite with
+//! its own bytes), those references are adopted by its content or released: no refcount leaks,
+//! nothing stays pending, and the store's counters match a recount.
 
 mod common;
 
@@ -49,13 +50,12 @@ fn assert_only(store: &Store, kept: &[u8], ctx: &str) {
 }
 
 #[test]
-fn an_upload_over_the_size_limit_releases_what_it_took_while_streaming() {
+fn an_upload_over_the_size_limit_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
     let kept = js_like(1, 3 * MIB);
     let f = put(&store, &scope().file("kept.js", None), &kept);
-    // 8 MiB of new bytes: the reference taker records ~6 MiB of chunks before the limit stops
-    // the upload.
+    // 8 MiB of new bytes: ~6 MiB of chunks are appended before the limit stops the upload.
     let big = js_like(2, 8 * MIB);
     let e = store
         .upload(&scope().file("big.js", None), &[], &mut &big[..], false)
@@ -116,8 +116,8 @@ fn overwriting_a_large_file_with_new_and_with_its_own_bytes_keeps_refcounts_exac
     let key = scope().file("app.js", None);
     let v1 = js_like(5, 5 * MIB);
     put(&store, &key, &v1);
-    // New bytes sharing half the chunks: references are taken while streaming for the new
-    // half and at the commit for the shared half.
+    // New bytes sharing half the chunks: the shared half gains references, the new half gets
+    // records, all taken ahead in records of 16 chunks.
     let mut v2 = v1[..v1.len() / 2].to_vec();
     v2.extend_from_slice(&js_like(6, 2 * MIB));
     let f2 = store.upload(&key, &[], &mut &v2[..], true).unwrap();

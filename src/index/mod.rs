@@ -25,7 +25,6 @@ mod pending;
 mod pieces;
 
 pub use pending::{Deferrer, Preowned, TX_CHUNKS};
-pub(crate) use pending::{Streamed, WrittenChunk};
 pub use pieces::BundleCommit;
 pub mod records;
 
@@ -632,13 +631,7 @@ impl Index {
     }
 
     /// Commits an upload (see [`UploadCommit`]). Returns the new row and the id it replaced.
-    /// `streamed`: the operation nonce and the chunk references the upload took while it
-    /// streamed (see `staging.rs`); they are adopted or released here.
-    pub(crate) fn commit_upload(
-        &self,
-        c: &UploadCommit<'_>,
-        streamed: Option<(u64, Streamed)>,
-    ) -> Result<(FileRow, Option<u64>)> {
+    pub fn commit_upload(&self, c: &UploadCommit<'_>) -> Result<(FileRow, Option<u64>)> {
         let fkey = c.key.encode();
         let rkey = release_key(&c.key.org, &c.key.release);
         let ing = c.ingested;
@@ -653,12 +646,9 @@ impl Index {
                 created_ms: c.created_ms,
             },
         };
-        let (nonce, streamed) = match streamed {
-            Some((nonce, s)) => (nonce, Some(s)),
-            None => (self.nonce()?, None),
-        };
+        let nonce = self.nonce()?;
         let replaced = self.settle(nonce, || {
-            let pre = self.preown(nonce, &[ing], c.written, streamed)?;
+            let pre = self.preown(nonce, &[ing], c.written)?;
             let r = self.counted_tx("commit upload", nonce, |t, counters, d| {
                 let Some(mut release) = get::<ReleaseRec>(&t[T_RELEASES], &rkey, "release record")?
                 else {

@@ -53,23 +53,6 @@ const R_CHUNKS: usize = 0;
 const R_PENDING: usize = 1;
 const R_META: usize = 2;
 
-/// A chunk an upload appended: what its record needs.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct WrittenChunk {
-    pub(crate) blake3: [u8; 32],
-    pub(crate) len: u32,
-    pub(crate) crc32: u32,
-    pub(crate) at: Location,
-}
-
-/// Chunk references an upload took while it streamed ([`Index::take_written`]): pending
-/// records `0..records` of its operation, and where each chunk lives, sorted by id.
-#[derive(Debug, Default)]
-pub(crate) struct Streamed {
-    pub(crate) records: u32,
-    pub(crate) locations: Vec<([u8; 32], Location)>,
-}
-
 /// First sequence number of deferred drops.
 const DEFER_SEQ: u32 = 1 << 31;
 
@@ -282,74 +265,30 @@ impl Index {
     }
 
     /// A fresh operation nonce for pending-record keys.
-    pub(crate) fn nonce(&self) -> Result<u64> {
+    pub(super) fn nonce(&self) -> Result<u64> {
         self.db.generate_id().map_err(sled_err("generate id"))
     }
 
-    /// Takes one reference to each of `chunks`, written by an upload that is still streaming
-    /// (each with its length, CRC32 and where it was appended), as the pending record `seq` of
-    /// the operation `nonce`: one transaction over the three reference trees. Returns where
-    /// each chunk lives (an existing record's location wins over the new copy).
-    pub(crate) fn take_written(
-        &self,
-        nonce: u64,
-        seq: u32,
-        chunks: &[WrittenChunk],
-    ) -> Result<Vec<([u8; 32], Location)>> {
-        debug_assert!(seq < DEFER_SEQ && chunks.len() <= self.per_record());
-        let k = pending_key(nonce, seq);
-        let r = self.ref_trees.as_slice().transaction(|t| {
-            let mut counters: Counters = get(&t[R_META], STATS_KEY, "stats")?.unwrap_or_default();
-            let mut at = Vec::with_capacity(chunks.len());
-            for c in chunks {
-                let loc = incref_chunk(
-                    &t[R_CHUNKS],
-                    &mut counters,
-                    &c.blake3,
-                    c.len,
-                    c.crc32,
-                    Some(c.at),
-                )?;
-                at.push((c.blake3, loc));
-            }
-            let ids = chunks.iter().map(|c| c.blake3).collect();
-            put(&t[R_PENDING], &k, &PendingRec { chunks: ids })?;
-            put(&t[R_META], STATS_KEY, &counters)?;
-            Ok(at)
-        });
-        Ok(run_tx("take chunk references", r)?.expect("no retry"))
-    }
-
     /// Chunk ids per pending record.
-    pub(crate) fn per_record(&self) -> usize {
+    fn per_record(&self) -> usize {
         PENDING_CHUNKS.min(self.tx_chunks)
     }
 
     /// Takes the chunk references of the contents in `items` that do not exist yet, ahead of the
     /// transaction that creates them, when together they have more than `tx_chunks` distinct
-    /// chunks (otherwise that transaction takes them itself and this writes nothing).
-    ///
-    /// `streamed` holds references already taken under `nonce` while the one content of `items`
-    /// streamed; then the rest of its chunks are taken ahead too, whatever their number, so
-    /// that the creating transaction adopts all of them. On error, whatever was taken stays
-    /// pending under `nonce`; release it.
+    /// chunks (otherwise that transaction takes them itself and this writes nothing). On error,
+    /// whatever was taken stays pending under `nonce`; release it.
     pub(super) fn preown(
         &self,
         nonce: u64,
         items: &[&Ingested],
         written: &HashMap<[u8; 32], Location>,
-        streamed: Option<Streamed>,
     ) -> Result<Preowned> {
         let mut pre = Preowned {
             by_content: HashMap::new(),
             locations: Vec::new(),
             nonce,
         };
-        let mut seq = 0u32;
-        if let Some(s) = &streamed {
-            debug_assert!(items.len() == 1);
-            seq = s.records;
-        }
         let mut todo: Vec<(&Ingested, Vec<usize>)> = Vec::new();
         let mut contents = HashSet::new();
         let mut total = 0;
@@ -360,34 +299,20 @@ impl Index {
                     .contains_key(ing.blake3)
                     .map_err(sled_err("read content"))?
             {
-                // Exists already: references taken while streaming are released after the
-                // operation, like any the creating transaction did not adopt.
                 continue;
             }
             let mut seen = HashSet::new();
-            let taken = streamed.as_ref().map_or(&[][..], |s| &s.locations[..]);
             let distinct: Vec<usize> = (0..ing.chunks.len())
-                .filter(|&i| {
-                    let id = &ing.chunks[i].blake3;
-                    seen.insert(*id) && taken.binary_search_by(|(k, _)| k.cmp(id)).is_err()
-                })
+                .filter(|&i| seen.insert(ing.chunks[i].blake3))
                 .collect();
             total += distinct.len();
             todo.push((ing, distinct));
         }
-        let adopt = match streamed {
-            Some(s) if s.records > 0 && !todo.is_empty() => Some(s),
-            _ => None,
-        };
-        if total <= self.tx_chunks && adopt.is_none() {
+        if total <= self.tx_chunks {
             return Ok(pre);
         }
-        if let Some(s) = adopt {
-            pre.by_content
-                .insert(todo[0].0.blake3, (0..s.records).collect());
-            pre.locations = s.locations;
-        }
         pre.locations.reserve_exact(total);
+        let mut seq = 0u32;
         for (ing, distinct) in todo {
             for group in distinct.chunks(self.per_record()) {
                 let k = pending_key(nonce, seq);

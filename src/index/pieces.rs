@@ -90,7 +90,7 @@ impl Index {
         let nonce = self.nonce()?;
         self.settle(nonce, || {
             let refs: Vec<&Ingested> = items.iter().collect();
-            let pre = self.preown(nonce, &refs, written, None)?;
+            let pre = self.preown(nonce, &refs, written)?;
             self.counted_tx("commit pieces", nonce, |t, counters, d| {
                 for ing in items {
                     let k = piece_key(org, &ing.sha1);
@@ -155,7 +155,7 @@ impl Index {
         self.settle(nonce, || {
             let mut items: Vec<&Ingested> = vec![c.bundle];
             items.extend(c.entries.iter().map(|(_, ing)| ing));
-            let pre = self.preown(nonce, &items, c.written, None)?;
+            let pre = self.preown(nonce, &items, c.written)?;
             self.counted_tx("commit bundle", nonce, |t, counters, d| {
                 if t[T_BUNDLES].get(&bkey)?.is_none() {
                     incref_content(t, counters, c.bundle, c.written, &pre)?;
