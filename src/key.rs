@@ -30,7 +30,17 @@ pub const MAX_VERSION_CHARS: usize = 200;
 /// `project: None` is the organization-wide scope (files uploaded at the organization level);
 /// `dist: None` is "no dist".
 #[derive(
-    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    bincode::Encode,
+    bincode::Decode,
 )]
 pub struct FileKey {
     /// Organization slug.

@@ -3,16 +3,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relstore::index::codec::{decode, encode};
+use relstore::index::codec::{decode, encode, Record};
 use relstore::index::records::{
     BundleEntryRec, BundleRec, ChunkRec, ChunkRef, ContentRec, Counters, FileRec, FormatRec,
     PieceRec, ProjectRec, ReleaseRec, TokenRec,
 };
 use relstore::index::FileRow;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
-fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(bytes: &[u8]) {
+fn round_trip<T: Record + PartialEq + std::fmt::Debug>(bytes: &[u8]) {
     if let Ok(v) = decode::<T>("fuzz", bytes) {
         let again: T = decode("fuzz", &encode(&v)).expect("an encoded record decodes");
         assert_eq!(again, v);

@@ -24,7 +24,17 @@ const BLOCK: usize = 1 << 20;
 const POOL: usize = 3;
 
 /// Content-defined chunking parameters, fixed per store (recorded in its `FORMAT` file).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    bincode::Encode,
+    bincode::Decode,
+)]
 pub struct ChunkingParams {
     /// Smallest chunk, bytes.
     pub min: u32,

@@ -47,7 +47,7 @@ pub type ListedPage = (Vec<(Vec<u8>, FileRow)>, bool);
 pub type RefCounts = HashMap<[u8; 32], u64>;
 
 /// `files` tree value: the file's id and its record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct FileRow {
     /// The file id.
     pub id: u64,
@@ -130,11 +130,7 @@ fn run_tx<T>(
     }
 }
 
-fn get<T: serde::de::DeserializeOwned>(
-    t: &TransactionalTree,
-    key: &[u8],
-    what: &str,
-) -> TxResult<Option<T>> {
+fn get<T: codec::Record>(t: &TransactionalTree, key: &[u8], what: &str) -> TxResult<Option<T>> {
     match t.get(key)? {
         None => Ok(None),
         Some(v) => match codec::decode(what, &v) {
@@ -144,7 +140,7 @@ fn get<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn put<T: Serialize>(t: &TransactionalTree, key: &[u8], value: &T) -> TxResult<()> {
+fn put<T: codec::Record>(t: &TransactionalTree, key: &[u8], value: &T) -> TxResult<()> {
     t.insert(key, codec::encode(value))?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use crate::segment::Location;
 pub const CHUNKS_PER_PAGE: usize = 1024;
 
 /// `file_records`: file id → the file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct FileRec {
     /// The file's key (so an id resolves to its release and name).
     pub key: FileKey,
@@ -29,7 +29,9 @@ pub struct FileRec {
 }
 
 /// One entry of a content's ordered chunk list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub struct ChunkRef {
     /// BLAKE3 of the chunk.
     pub blake3: [u8; 32],
@@ -45,7 +47,7 @@ pub struct ChunkRef {
 }
 
 /// `contents`: BLAKE3 → the content.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct ContentRec {
     /// SHA-1 of the whole content.
     pub sha1: [u8; 20],
@@ -72,7 +74,9 @@ impl ContentRec {
 }
 
 /// `chunks`: BLAKE3 → where the chunk lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub struct ChunkRec {
     /// Segment and offset of the record header.
     pub location: Location,
@@ -85,7 +89,7 @@ pub struct ChunkRec {
 }
 
 /// `releases`: org ‖ version → the release.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct ReleaseRec {
     /// Creation time, ms since the epoch.
     pub created_ms: i64,
@@ -104,7 +108,7 @@ pub struct ReleaseRec {
 }
 
 /// `projects`: org ‖ slug → the project.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct ProjectRec {
     /// Numeric id, unique in the store.
     pub id: u64,
@@ -113,7 +117,18 @@ pub struct ProjectRec {
 }
 
 /// `meta` key `stats`: counters kept exact by every transaction.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    bincode::Encode,
+    bincode::Decode,
+)]
 pub struct Counters {
     /// Release files.
     pub files: u64,
@@ -130,7 +145,7 @@ pub struct Counters {
 }
 
 /// The `FORMAT` file of a store.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct FormatRec {
     /// Store format version.
     pub version: u32,
@@ -139,7 +154,7 @@ pub struct FormatRec {
 }
 
 /// `tokens`: BLAKE3 of the secret → an API token (the secret itself is never stored).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct TokenRec {
     /// The organization the token belongs to.
     pub org: String,
@@ -152,7 +167,9 @@ pub struct TokenRec {
 }
 
 /// `pieces`: org ‖ SHA-1 → an upload piece (Sentry's "chunk") owned by that org.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub struct PieceRec {
     /// BLAKE3 of the piece's content (the piece holds one reference to it).
     pub content: [u8; 32],
@@ -161,7 +178,7 @@ pub struct PieceRec {
 }
 
 /// `bundles`: org ‖ checksum → an assembled artifact bundle.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct BundleRec {
     /// The bundle file's own content while it is kept (gc drops it after the grace period).
     pub bundle_content: Option<[u8; 32]>,
@@ -173,7 +190,7 @@ pub struct BundleRec {
 
 /// `bundle_entries`: org ‖ checksum ‖ entry number (u32 BE) → one file of a bundle. The bundle
 /// holds one reference to each entry's content, so a later assemble can project it again.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct BundleEntryRec {
     /// The file's URL (its release-file name), e.g. `~/static/app.js`.
     pub url: String,
@@ -191,7 +208,7 @@ pub struct BundleEntryRec {
 
 /// `pending`: operation nonce ‖ sequence → chunk references no content holds (see
 /// `index/pending.rs`), released right after the operation or at the next open.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct PendingRec {
     /// Distinct chunk ids, one reference each.
     pub chunks: Vec<[u8; 32]>,

@@ -39,7 +39,18 @@ pub enum ReadMode {
 
 /// Where a chunk record lives: the segment and the offset of its record header.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    bincode::Encode,
+    bincode::Decode,
 )]
 pub struct Location {
     /// Segment id (its file name is the id in 8 decimal digits).
