@@ -10,6 +10,7 @@ mod child;
 mod data;
 mod npm;
 mod peers;
+mod sled_cost;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -125,6 +126,35 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("--sled-record-mode") {
+        match (
+            args.get(1),
+            args.get(2).and_then(|s| s.parse().ok()),
+            args.get(3),
+        ) {
+            (Some(mode), Some(n), Some(scratch)) => sled_cost::child(mode, n, Path::new(scratch)),
+            _ => {
+                eprintln!("--sled-record-mode MODE N DIR (run by --sled-records)");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
+    if args.first().map(String::as_str) == Some("--sled-records") {
+        let n = match args.get(1).map(|s| s.parse::<usize>()) {
+            None => 262_144,
+            Some(Ok(n)) if n > 0 => n,
+            Some(_) => {
+                eprintln!("--sled-records takes a positive number of records");
+                std::process::exit(2);
+            }
+        };
+        let scratch =
+            workspace_root().join(format!("target/bench-data/sled-{}", std::process::id()));
+        sled_cost::run(n, &scratch);
+        let _ = std::fs::remove_dir_all(&scratch);
+        return;
+    }
     let mut cfg = Config::full();
     let mut only: Option<Vec<String>> = None;
     let mut out: Option<PathBuf> = None;
@@ -173,7 +203,9 @@ fn main() {
                      \x20            entry is the baseline of the chunking table.\n\
                      --contenders W1/W2 contenders to run (base names), e.g. relstore-immediate,ingest-2core\n\
                      --rounds     rounds of W1, W2 and W8 (contenders rotate round by round)\n\
-                     --w2-mib     size of each of W2's four files"
+                     --w2-mib     size of each of W2's four files\n\
+                     relstore-compare --sled-records [N]: sled's cost per record by how it is written\n\
+                     \x20            (N records per mode, default 262144; docs/benchmarks.md, W2)"
                 );
                 return;
             }
