@@ -219,16 +219,7 @@ fn concurrent_uploads_of_one_large_new_content_count_each_chunk_once() {
         let s = store.stats().unwrap();
         assert_eq!(s.contents, round + 1, "one content per round");
         ids.extend(files.iter().map(|f| f.id));
-        let report = store.debug_refcounts().unwrap();
-        assert_eq!(report.pending_records, 0);
-        let live: std::collections::HashMap<_, _> = report
-            .chunks
-            .iter()
-            .filter(|(_, &n)| n > 0)
-            .map(|(k, n)| (*k, *n))
-            .collect();
-        assert_eq!(live, report.expected_chunks, "chunk refcounts");
-        assert_eq!(report.contents, report.expected_contents);
+        common::assert_refcounts_exact(&store, &format!("round {round}"));
     }
     for id in ids {
         store.delete_file(id).unwrap();

@@ -24,19 +24,7 @@ fn scope() -> ReleaseScope {
 
 /// The store's refcounts equal a recount from its files, nothing is pending, and verify agrees.
 fn assert_exact(store: &Store, ctx: &str) {
-    let report = store.debug_refcounts().unwrap();
-    assert_eq!(report.pending_records, 0, "{ctx}: pending records left");
-    let live: std::collections::HashMap<_, _> = report
-        .chunks
-        .iter()
-        .filter(|(_, &n)| n > 0)
-        .map(|(k, n)| (*k, *n))
-        .collect();
-    assert_eq!(live, report.expected_chunks, "{ctx}: chunk refcounts");
-    assert_eq!(
-        report.contents, report.expected_contents,
-        "{ctx}: content refcounts"
-    );
+    common::assert_refcounts_exact(store, ctx);
     let v = store.verify(&mut |_| {}).unwrap();
     assert!(v.is_clean(), "{ctx}: verify:\n{v}");
 }

@@ -149,3 +149,21 @@ pub fn read_all(store: &Store, file: &FileRecord) -> Vec<u8> {
     r.read_to_end(&mut out).expect("read file");
     out
 }
+
+/// The store's chunk and content refcounts equal a recount from its files, and no pending chunk
+/// references are left (`ctx` names the moment in failures).
+pub fn assert_refcounts_exact(store: &Store, ctx: &str) {
+    let report = store.debug_refcounts().unwrap();
+    assert_eq!(report.pending_records, 0, "{ctx}: pending records left");
+    let live: HashMap<_, _> = report
+        .chunks
+        .iter()
+        .filter(|(_, &n)| n > 0)
+        .map(|(k, n)| (*k, *n))
+        .collect();
+    assert_eq!(live, report.expected_chunks, "{ctx}: chunk refcounts");
+    assert_eq!(
+        report.contents, report.expected_contents,
+        "{ctx}: content refcounts"
+    );
+}
