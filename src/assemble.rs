@@ -16,8 +16,9 @@ use crate::content::ingest::{ChunkMeta, Ingested};
 use crate::content::ContentReader;
 use crate::error::{Error, Result};
 use crate::index::records::{BundleEntryRec, ChunkRef};
+use crate::index::ChunkLocations;
 use crate::key::FileKey;
-use crate::segment::Location;
+use crate::staging::Record;
 use crate::store::{now_ms, Store};
 
 /// Largest upload piece (Sentry's `chunkSize`).
@@ -95,7 +96,8 @@ impl Store {
             _mutation: inner.mutation_guard()?,
             org: org.to_owned(),
             ingested: Vec::new(),
-            written: HashMap::new(),
+            chunks: HashMap::new(),
+            unrecorded: Vec::new(),
         })
     }
 
@@ -181,7 +183,8 @@ impl Store {
         };
         let mut entries: Vec<(BundleEntryRec, Ingested)> =
             Vec::with_capacity(bundle.manifest.files.len());
-        let mut written: HashMap<[u8; 32], Location> = HashMap::new();
+        let mut chunks: ChunkLocations = HashMap::new();
+        let mut unrecorded: Vec<Record> = Vec::new();
         for f in bundle.manifest.files.clone() {
             let staged = match bundle
                 .read_entry(&f.zip_path, |r| inner.stage(r, inner.opts.max_upload_bytes))
@@ -205,7 +208,8 @@ impl Store {
                 size: staged.ingested.size,
                 debug_id,
             };
-            written.extend(staged.written);
+            chunks.extend(staged.chunks);
+            unrecorded.extend(staged.unrecorded);
             entries.push((rec, staged.ingested));
         }
         // The reader's chunk list is not needed for the commit; free it before the commit's
@@ -213,6 +217,8 @@ impl Store {
         let dist = bundle.manifest.dist.clone();
         drop(bundle);
         inner.sync_segments_if_immediate()?;
+        inner.index.insert_chunks(&unrecorded)?;
+        drop(unrecorded);
         let entry_recs: Vec<BundleEntryRec> = entries.iter().map(|(e, _)| e.clone()).collect();
         let files = self.projection(req, &entry_recs, dist.as_deref())?;
         inner.index.commit_bundle(&crate::index::BundleCommit {
@@ -220,7 +226,7 @@ impl Store {
             checksum: req.checksum,
             bundle: &whole,
             entries: &entries,
-            written: &written,
+            chunks: &chunks,
             files: &files,
             now_ms: now_ms(),
         })?;
@@ -311,7 +317,8 @@ pub struct PieceBatch<'a> {
     _mutation: std::sync::RwLockReadGuard<'a, ()>,
     org: String,
     ingested: Vec<Ingested>,
-    written: HashMap<[u8; 32], Location>,
+    chunks: ChunkLocations,
+    unrecorded: Vec<Record>,
 }
 
 impl std::fmt::Debug for PieceBatch<'_> {
@@ -336,7 +343,8 @@ impl PieceBatch<'_> {
                 actual: crate::hex(&staged.ingested.sha1),
             });
         }
-        self.written.extend(staged.written);
+        self.chunks.extend(staged.chunks);
+        self.unrecorded.extend(staged.unrecorded);
         self.ingested.push(staged.ingested);
         Ok(())
     }
@@ -348,9 +356,10 @@ impl PieceBatch<'_> {
         }
         let inner = &*self.store.inner;
         inner.sync_segments_if_immediate()?;
+        inner.index.insert_chunks(&self.unrecorded)?;
         inner
             .index
-            .commit_pieces(&self.org, &self.ingested, &self.written, now_ms())?;
+            .commit_pieces(&self.org, &self.ingested, &self.chunks, now_ms())?;
         inner.durable_index()
     }
 }

@@ -1,10 +1,16 @@
 //! `Store::gc`: reclaim the space of chunks no content uses any more.
 //!
-//! Deleting a file only lowers refcounts; a chunk whose refcount reaches zero keeps its record
-//! (pointing at its bytes) so that an upload that already decided not to rewrite it can still
-//! revive it. gc runs with the store's mutation lock held exclusively (uploads, deletes and
-//! renames wait; readers never do), and in this order, each step durable before the next:
-//! 1. remove the records of chunks with refcount zero (one transaction per batch), sync the index;
+//! Chunk records carry no refcount (see `index/mod.rs`): deleting a file lowers its content's
+//! refcount and, at zero, removes the content and its manifest, but never touches a chunk
+//! record. gc tells live chunks from dead ones by marking: a chunk some content's manifest lists
+//! is live; any other chunk record is dead (chunks of deleted contents, and chunks an upload
+//! recorded but never committed because it failed, was abandoned or its process died). Marking
+//! holds one id per live chunk in memory (~70 bytes each, ~70 MB for a million chunks).
+//!
+//! gc runs with the store's mutation lock held exclusively (uploads, deletes and renames wait;
+//! readers never do), so no upload is between finding a chunk and committing the content that
+//! lists it. In this order, each step durable before the next:
+//! 1. mark the live chunks, remove every other chunk record, sync the index;
 //! 2. pick segments whose live fraction is below [`COMPACT_BELOW`] (sealing the active segment
 //!    first if it qualifies); a segment with nothing live is simply deleted;
 //! 3. copy each picked segment's live records, CRC-checked, to the active segment; sync it;
@@ -40,7 +46,7 @@ pub struct GcReport {
     pub expired_pieces: u64,
     /// Assembled bundle files past their grace period that were dropped (entries stay).
     pub expired_bundles: u64,
-    /// Chunk records with refcount zero that were removed.
+    /// Chunk records no content listed that were removed.
     pub dead_chunks: u64,
     /// Segments whose live records were copied elsewhere before deletion.
     pub segments_compacted: u64,
@@ -95,7 +101,7 @@ impl Store {
         let _exclusive = inner.mutation.write().unwrap_or_else(|p| p.into_inner());
         inner.check_writable()?;
         let mut report = GcReport {
-            disk_before: self.stats()?.disk_bytes,
+            disk_before: self.disk_bytes(),
             ..GcReport::default()
         };
 
@@ -105,12 +111,13 @@ impl Store {
         report.expired_pieces = pieces;
         report.expired_bundles = bundles;
 
-        // 1. Dead chunk records.
+        // 1. Mark, then sweep the chunk records.
+        let marked = inner.index.live_chunks()?;
         let mut dead = Vec::new();
         let mut live: BTreeMap<u32, Vec<([u8; 32], ChunkRec)>> = BTreeMap::new();
         for item in inner.index.all_chunks() {
             let (id, rec) = item?;
-            if rec.refcount == 0 {
+            if !marked.contains(&id) {
                 dead.push(id);
             } else {
                 live.entry(rec.location.segment)
@@ -118,6 +125,7 @@ impl Store {
                     .push((id, rec));
             }
         }
+        drop(marked);
         let total = dead.len() as u64;
         for (i, batch) in dead.chunks(DROP_BATCH).enumerate() {
             report.dead_chunks += inner.index.drop_dead_chunks(batch)?;
@@ -187,7 +195,7 @@ impl Store {
             done: total,
             total,
         });
-        report.disk_after = self.stats()?.disk_bytes;
+        report.disk_after = self.disk_bytes();
         Ok(report)
     }
 

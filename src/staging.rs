@@ -1,21 +1,26 @@
 //! Staging an upload: the one streaming pass over its bytes, with the chunks the index does not
-//! hold yet appended to the active segment, before the upload's index transaction.
+//! hold yet appended to the active segment and recorded in the `chunks` tree, before the
+//! upload's index transaction.
 //!
 //! Appends run on a writer thread once an upload outgrows one batch, so that copying records into
 //! the page cache (as costly as SHA-1 on this hardware, see docs/benchmarks.md, W2) overlaps with
-//! chunking and hashing instead of following them on the caller's thread. With `Immediate`
-//! durability a syncer thread also makes what was appended durable every [`SYNC_AHEAD`] bytes
-//! while the upload streams, so that the disk writes back during hashing and the sync before
-//! the commit finds little left. Small uploads, the common case, append their one batch inline
-//! and start no thread.
+//! chunking and hashing instead of following them on the caller's thread. A recorder thread
+//! inserts the appended chunks' records while the upload streams (sled costs ~7 µs a record
+//! here, as much CPU as hashing the chunk); with `Immediate` durability it first makes the
+//! bytes durable, every [`SYNC_AHEAD`] bytes, so that the disk writes back during hashing and
+//! no record ever points at bytes a crash could lose. What is left when the stream ends the
+//! caller records after its own sync ([`Staged::unrecorded`]). Small uploads, the common case,
+//! append their one batch inline and start no thread.
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::thread::{Scope, ScopedJoinHandle};
 
 use crate::content::ingest::{self, ChunkMeta, Ingested};
 use crate::error::{Error, Result};
+use crate::index::records::ChunkRec;
+use crate::index::ChunkLocations;
 use crate::segment::record::encode_record;
 use crate::segment::Location;
 use crate::store::{Durability, Inner};
@@ -24,47 +29,87 @@ use crate::store::{Durability, Inner};
 const APPEND_BATCH: usize = 1 << 20;
 /// Batches queued for the writer thread (bounds memory: queued + writing + filling).
 const QUEUED_BATCHES: usize = 2;
-/// With `Immediate` durability, bytes appended between syncs started while an upload streams.
+/// With `Immediate` durability, bytes appended between the syncs (and record insertions) that
+/// run while an upload streams.
 pub(crate) const SYNC_AHEAD: u64 = 16 << 20;
 
-/// Where each chunk an upload appended went.
-pub(crate) type Written = HashMap<[u8; 32], Location>;
+/// A chunk record ready to insert.
+pub(crate) type Record = ([u8; 32], ChunkRec);
 
 /// An upload streamed into the segments but not yet in the index.
 pub(crate) struct Staged {
     /// Hashes and chunk list.
     pub(crate) ingested: Ingested,
-    /// Chunks this upload appended (absent from the index when it looked).
-    pub(crate) written: Written,
+    /// Where each distinct chunk is: appended by this upload or found in the index.
+    pub(crate) chunks: ChunkLocations,
+    /// Records of appended chunks not inserted yet. The caller inserts them
+    /// ([`crate::index::Index::insert_chunks`]) after making the bytes durable
+    /// ([`Inner::sync_staged`]) and before its index transaction.
+    pub(crate) unrecorded: Vec<Record>,
     /// Sync ticket of the last append, if anything was appended.
     pub(crate) ticket: Option<u64>,
 }
 
-/// Where each batch an upload handed over was appended (batch `i` at `starts[i]`), and the sync
-/// ticket of the last append.
+/// A chunk framed into a batch, at `offset` in it.
+struct Framed {
+    id: [u8; 32],
+    offset: u32,
+    len: u32,
+    crc32: u32,
+}
+
+/// A batch of framed chunks for the writer.
+struct Batch {
+    bytes: Vec<u8>,
+    chunks: Vec<Framed>,
+}
+
+/// Where each batch an upload handed over was appended (batch `i` at `starts[i]`), the sync
+/// ticket of the last append, and the records of appended chunks not handed to the recorder.
 #[derive(Default)]
 struct Appended {
     starts: Vec<Location>,
     ticket: Option<u64>,
+    unrecorded: Vec<Record>,
 }
 
 impl Appended {
-    fn append(&mut self, inner: &Inner, batch: &[u8]) -> Result<()> {
-        if batch.is_empty() {
+    fn append(&mut self, inner: &Inner, batch: &mut Batch) -> Result<()> {
+        if batch.bytes.is_empty() {
             return Ok(());
         }
-        let (at, ticket) = inner.segments.append(batch)?;
+        let (at, ticket) = inner.segments.append(&batch.bytes)?;
         self.starts.push(at);
         self.ticket = Some(ticket);
+        self.unrecorded.extend(batch.chunks.drain(..).map(|c| {
+            let rec = ChunkRec {
+                location: Location {
+                    segment: at.segment,
+                    offset: at.offset + u64::from(c.offset),
+                },
+                len: c.len,
+                crc32: c.crc32,
+            };
+            (c.id, rec)
+        }));
         Ok(())
     }
 }
 
-/// The writer thread's side: its queue, the emptied buffers it hands back, and its result.
+/// Records for the recorder thread: insert them once the segment is durable up to `ticket`
+/// (with `Immediate`).
+struct Recording {
+    ticket: u64,
+    records: Vec<Record>,
+}
+
+/// The writer thread's side: its queue, the emptied buffers it hands back, its result, and the
+/// recorder thread it feeds.
 struct Writer<'s> {
-    queue: SyncSender<Vec<u8>>,
-    returned: Receiver<Vec<u8>>,
+    queue: SyncSender<Batch>,
+    returned: Receiver<Batch>,
     handle: ScopedJoinHandle<'s, Result<Appended>>,
+    recorder: ScopedJoinHandle<'s, Result<()>>,
 }
 
 /// Frames new chunks into batches and appends them: inline until the first full batch, then
@@ -72,32 +117,43 @@ struct Writer<'s> {
 struct Appender<'s, 'e> {
     inner: &'e Inner,
     scope: &'s Scope<'s, 'e>,
-    batch: Vec<u8>,
+    batch: Batch,
     /// Every chunk this upload framed, so that a chunk repeated within the upload is written
     /// once. Until the batches are appended, a value holds the chunk's batch number in `segment`
     /// and its offset in that batch in `offset`; [`Appender::finish`] turns them into the
     /// locations the batches got. One map serves both purposes (a 1 GiB upload frames ~260,000
     /// chunks).
-    placed: Written,
+    placed: ChunkLocations,
+    /// Chunks of the upload found in the index, and where.
+    found: ChunkLocations,
     /// Batches handed over so far: the number of the one being filled.
     handed: u32,
     writer: Option<Writer<'s>>,
 }
 
 impl<'s, 'e> Appender<'s, 'e> {
-    /// Whether this upload framed chunk `id` already.
+    /// Whether this upload framed chunk `id` already or found it in the index.
     fn holds(&self, id: &[u8; 32]) -> bool {
-        self.placed.contains_key(id)
+        self.placed.contains_key(id) || self.found.contains_key(id)
     }
 
     fn push(&mut self, data: &[u8], meta: &ChunkMeta) -> Result<()> {
-        let pending = Location {
-            segment: self.handed,
-            offset: self.batch.len() as u64,
-        };
-        self.placed.insert(meta.blake3, pending);
-        encode_record(&mut self.batch, data, meta.crc32, &meta.blake3);
-        if self.batch.len() >= APPEND_BATCH {
+        let offset = self.batch.bytes.len();
+        self.placed.insert(
+            meta.blake3,
+            Location {
+                segment: self.handed,
+                offset: offset as u64,
+            },
+        );
+        self.batch.chunks.push(Framed {
+            id: meta.blake3,
+            offset: offset as u32,
+            len: meta.len,
+            crc32: meta.crc32,
+        });
+        encode_record(&mut self.batch.bytes, data, meta.crc32, &meta.blake3);
+        if self.batch.bytes.len() >= APPEND_BATCH {
             self.send()?;
         }
         Ok(())
@@ -107,31 +163,25 @@ impl<'s, 'e> Appender<'s, 'e> {
     fn send(&mut self) -> Result<()> {
         let inner = self.inner;
         let writer = self.writer.get_or_insert_with(|| {
-            let (queue, jobs) = mpsc::sync_channel::<Vec<u8>>(QUEUED_BATCHES);
-            let (give_back, returned) = mpsc::channel::<Vec<u8>>();
-            let syncer = match inner.opts.durability {
-                Durability::Immediate => {
-                    // One request in flight at most: a later one covers what an earlier
-                    // skipped one would have.
-                    let (ask, asked) = mpsc::sync_channel::<u64>(1);
-                    self.scope.spawn(move || sync_ahead(inner, asked));
-                    Some(ask)
-                }
-                Durability::Batched { .. } => None,
-            };
+            let (queue, jobs) = mpsc::sync_channel::<Batch>(QUEUED_BATCHES);
+            let (give_back, returned) = mpsc::channel::<Batch>();
+            // One recording in flight at most: the writer gathers records while it waits.
+            let (hand, handed) = mpsc::sync_channel::<Recording>(1);
+            let recorder = self.scope.spawn(move || record_ahead(inner, handed));
             let handle = self
                 .scope
-                .spawn(move || write_batches(inner, jobs, give_back, syncer));
+                .spawn(move || write_batches(inner, jobs, give_back, hand));
             Writer {
                 queue,
                 returned,
                 handle,
+                recorder,
             }
         });
-        let fresh = writer
-            .returned
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(APPEND_BATCH + (64 << 10)));
+        let fresh = writer.returned.try_recv().unwrap_or_else(|_| Batch {
+            bytes: Vec::with_capacity(APPEND_BATCH + (64 << 10)),
+            chunks: Vec::new(),
+        });
         let batch = std::mem::replace(&mut self.batch, fresh);
         self.handed += 1;
         if writer.queue.send(batch).is_err() {
@@ -144,20 +194,31 @@ impl<'s, 'e> Appender<'s, 'e> {
         Ok(())
     }
 
-    /// Appends what is left, waits for the writer thread, and returns where each framed chunk
-    /// went, with the sync ticket of the last append.
-    fn finish(mut self) -> Result<(Written, Option<u64>)> {
+    /// Appends what is left, waits for the writer and recorder threads, and returns where each
+    /// chunk is, the records not inserted yet, and the sync ticket of the last append.
+    fn finish(mut self) -> Result<(ChunkLocations, Vec<Record>, Option<u64>)> {
         let done = match self.writer.take() {
             None => {
                 let mut done = Appended::default();
-                done.append(self.inner, &self.batch)?;
+                done.append(self.inner, &mut self.batch)?;
                 done
             }
             Some(w) => {
-                let last = std::mem::take(&mut self.batch);
-                let sent = last.is_empty() || w.queue.send(last).is_ok();
+                let last = std::mem::replace(
+                    &mut self.batch,
+                    Batch {
+                        bytes: Vec::new(),
+                        chunks: Vec::new(),
+                    },
+                );
+                let sent = last.bytes.is_empty() || w.queue.send(last).is_ok();
                 drop(w.queue);
-                let done = w.handle.join().map_err(|_| writer_gone())??;
+                let done = w.handle.join().map_err(|_| writer_gone())?;
+                // The writer has dropped its sender, so the recorder ends once it has inserted
+                // what it was handed.
+                let recorded = w.recorder.join().map_err(|_| writer_gone())?;
+                let done = done?;
+                recorded?;
                 if !sent {
                     return Err(writer_gone());
                 }
@@ -175,7 +236,9 @@ impl<'s, 'e> Appender<'s, 'e> {
                 offset: start.offset + at.offset,
             };
         }
-        Ok((self.placed, done.ticket))
+        let mut chunks = self.placed;
+        chunks.extend(self.found);
+        Ok((chunks, done.unrecorded, done.ticket))
     }
 }
 
@@ -183,51 +246,74 @@ fn writer_gone() -> Error {
     Error::Source(std::io::Error::other("segment writer thread stopped"))
 }
 
+/// The writer thread: appends each batch, and hands the records of what it appended to the
+/// recorder (with `Immediate`, every [`SYNC_AHEAD`] bytes, so that each sync covers a good run).
+/// Records the recorder cannot take yet (it is busy, or stopped on an error) stay in the result.
 fn write_batches(
     inner: &Inner,
-    jobs: Receiver<Vec<u8>>,
-    give_back: Sender<Vec<u8>>,
-    syncer: Option<SyncSender<u64>>,
+    jobs: Receiver<Batch>,
+    give_back: Sender<Batch>,
+    recorder: SyncSender<Recording>,
 ) -> Result<Appended> {
     let mut done = Appended::default();
     let mut unsynced = 0u64;
+    let every = match inner.opts.durability {
+        Durability::Immediate => SYNC_AHEAD,
+        Durability::Batched { .. } => 0,
+    };
     for mut batch in jobs {
-        done.append(inner, &batch)?;
-        unsynced += batch.len() as u64;
-        if let (Some(s), Some(t)) = (&syncer, done.ticket) {
-            if unsynced >= SYNC_AHEAD && s.try_send(t).is_ok() {
-                unsynced = 0;
+        done.append(inner, &mut batch)?;
+        unsynced += batch.bytes.len() as u64;
+        if let Some(ticket) = done.ticket {
+            if unsynced >= every && !done.unrecorded.is_empty() {
+                let r = Recording {
+                    ticket,
+                    records: std::mem::take(&mut done.unrecorded),
+                };
+                match recorder.try_send(r) {
+                    Ok(()) => unsynced = 0,
+                    Err(TrySendError::Full(r) | TrySendError::Disconnected(r)) => {
+                        done.unrecorded = r.records;
+                    }
+                }
             }
         }
-        batch.clear();
+        batch.bytes.clear();
         // The stager may have finished already; then the buffer is simply dropped.
         let _ = give_back.send(batch);
     }
     Ok(done)
 }
 
-/// The syncer thread: makes the segment durable up to each ticket it is handed. A failure
-/// poisons the store (see `group_commit.rs`), so the upload's own sync before its commit fails
-/// too; nothing to report here.
-fn sync_ahead(inner: &Inner, asked: Receiver<u64>) {
-    for t in asked {
-        if inner.segments.sync(t).is_err() {
-            return;
+/// The recorder thread: makes the segment durable up to each recording's ticket (`Immediate`),
+/// then inserts its records. A failed sync poisons the store (see `group_commit.rs`); either
+/// failure fails the upload.
+fn record_ahead(inner: &Inner, handed: Receiver<Recording>) -> Result<()> {
+    for r in handed {
+        if let Durability::Immediate = inner.opts.durability {
+            inner.segments.sync(r.ticket)?;
         }
+        inner.index.insert_chunks(&r.records)?;
     }
+    Ok(())
 }
 
 impl Inner {
     /// Streams `reader` once (see [`ingest::ingest_or_known`]) and appends its chunks that the
-    /// index does not hold yet to the active segment, in batches. Call with the mutation guard
-    /// held, and commit (or drop) the result before releasing it.
+    /// index does not hold yet to the active segment, in batches, recording most of them (see
+    /// the module docs). Call with the mutation guard held, and commit (or drop) the result
+    /// before releasing it.
     pub(crate) fn stage(&self, reader: &mut dyn Read, limit: u64) -> Result<Staged> {
         std::thread::scope(|scope| {
             let mut appender = Appender {
                 inner: self,
                 scope,
-                batch: Vec::new(),
+                batch: Batch {
+                    bytes: Vec::new(),
+                    chunks: Vec::new(),
+                },
                 placed: HashMap::new(),
+                found: HashMap::new(),
                 handed: 0,
                 writer: None,
             };
@@ -237,7 +323,11 @@ impl Inner {
                 limit,
                 &mut |id| self.stored_ingest(id),
                 &mut |data, meta| {
-                    if appender.holds(&meta.blake3) || self.index.has_chunk(&meta.blake3)? {
+                    if appender.holds(&meta.blake3) {
+                        return Ok(());
+                    }
+                    if let Some(rec) = self.index.chunk(&meta.blake3)? {
+                        appender.found.insert(meta.blake3, rec.location);
                         return Ok(());
                     }
                     appender.push(data, meta)
@@ -246,10 +336,11 @@ impl Inner {
             // Always wait for the writer, also when the pass failed.
             let appended = appender.finish();
             let ingested = ingested?;
-            let (written, ticket) = appended?;
+            let (chunks, unrecorded, ticket) = appended?;
             Ok(Staged {
                 ingested,
-                written,
+                chunks,
+                unrecorded,
                 ticket,
             })
         })

@@ -24,7 +24,7 @@ use crate::segment::{ReadMode, Segments};
 use crate::staging::Staged;
 
 /// Version of the store layout written in `FORMAT`.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Most headers a file may carry.
 pub const MAX_HEADERS: usize = 64;
 /// Largest total size of a file's header names and values, bytes.
@@ -70,11 +70,6 @@ pub struct StoreOptions {
     /// How long gc keeps upload pieces and assembled bundle files that no file needs (24 h,
     /// as Sentry does).
     pub piece_grace: Duration,
-    /// Chunk-refcount updates one index transaction makes in place; a larger operation takes
-    /// and drops the rest in bounded transactions of their own (see `index/pending.rs`). sled
-    /// holds ~4 KiB of memory per write until its transaction commits, so this bounds the
-    /// index's memory per operation (default 4,096: ~16 MiB) whatever the file size.
-    pub max_tx_chunks: usize,
 }
 
 impl StoreOptions {
@@ -91,14 +86,7 @@ impl StoreOptions {
             read_mode: ReadMode::Mmap,
             io: Arc::new(StdIo),
             piece_grace: Duration::from_secs(24 * 3600),
-            max_tx_chunks: crate::index::TX_CHUNKS,
         }
-    }
-
-    /// Sets how many chunk-refcount updates one index transaction makes in place (at least 1).
-    pub fn max_tx_chunks(mut self, n: usize) -> Self {
-        self.max_tx_chunks = n.max(1);
-        self
     }
 
     /// Sets the grace period of upload pieces.
@@ -297,11 +285,12 @@ pub struct Stats {
     pub files: u64,
     /// Distinct contents.
     pub contents: u64,
-    /// Distinct live chunks.
+    /// Distinct chunks stored: those of live contents and, until gc removes them, those no
+    /// content lists any more (of deleted files, or of uploads that failed).
     pub chunks: u64,
     /// Sum of the sizes of all files (what was uploaded).
     pub logical_bytes: u64,
-    /// Sum of the sizes of distinct live chunks (what deduplication keeps).
+    /// Sum of the sizes of the distinct chunks stored (what deduplication keeps; see `chunks`).
     pub stored_bytes: u64,
     /// Bytes on disk: segment files and the index.
     pub disk_bytes: u64,
@@ -452,10 +441,7 @@ impl Store {
             }
         }
         let chunking = read_or_create_format(&path, opts.chunking)?;
-        let index =
-            Index::open(&path.join("index"), opts.cache_bytes)?.with_tx_chunks(opts.max_tx_chunks);
-        // Chunk references an interrupted operation left pending (see `index/pending.rs`).
-        index.release_pending(None)?;
+        let index = Index::open(&path.join("index"), opts.cache_bytes)?;
         let log_path = path.join("index").join("db");
         let index_log =
             File::open(&log_path).map_err(|e| Error::io("open index log", &log_path, e))?;
@@ -839,17 +825,24 @@ impl Store {
         Ok(row.map(FileRecord::from_row))
     }
 
-    /// Store-wide counts and sizes.
+    /// Store-wide counts and sizes. Files, contents and logical bytes are counters; the chunk
+    /// figures come from a scan of the chunk records (~1 s per million chunks).
     pub fn stats(&self) -> Result<Stats> {
         let c: Counters = self.inner.index.counters()?;
+        let (chunks, stored_bytes) = self.inner.index.chunk_totals()?;
         Ok(Stats {
             files: c.files,
             contents: c.contents,
-            chunks: c.chunks,
+            chunks,
             logical_bytes: c.logical_bytes,
-            stored_bytes: c.stored_bytes,
-            disk_bytes: self.inner.segments.disk_bytes() + self.inner.index.disk_bytes(),
+            stored_bytes,
+            disk_bytes: self.disk_bytes(),
         })
+    }
+
+    /// Bytes on disk: segment files and the index.
+    pub fn disk_bytes(&self) -> u64 {
+        self.inner.segments.disk_bytes() + self.inner.index.disk_bytes()
     }
 
     /// Makes every acknowledged write durable now (useful with [`Durability::Batched`]).
@@ -861,8 +854,9 @@ impl Store {
 
 impl Inner {
     /// Commits a staged upload as the file `key` (validated, with validated `headers`): syncs
-    /// its bytes, runs the one index transaction (which re-checks the release, the project link
-    /// and a taken key), and makes the index durable. Call with the mutation guard held.
+    /// its bytes and records its last chunks, runs the one index transaction (which re-checks
+    /// the release, the project link and a taken key), and makes the index durable. Call with
+    /// the mutation guard held.
     pub(crate) fn commit_staged(
         &self,
         key: &FileKey,
@@ -871,6 +865,7 @@ impl Inner {
         overwrite: bool,
     ) -> Result<FileRecord> {
         self.sync_staged(&staged)?;
+        self.index.insert_chunks(&staged.unrecorded)?;
         let id = self.index.next_id()?;
         let (row, _replaced) = self.index.commit_upload(&UploadCommit {
             key,
@@ -878,14 +873,15 @@ impl Inner {
             headers,
             created_ms: now_ms(),
             ingested: &staged.ingested,
-            written: &staged.written,
+            chunks: &staged.chunks,
             overwrite,
         })?;
         self.durable_index()?;
         Ok(FileRecord::from_row(row))
     }
 
-    /// Makes a staged upload's bytes durable before its index transaction (`Immediate`).
+    /// Makes a staged upload's bytes durable before its chunk records and its index
+    /// transaction (`Immediate`).
     pub(crate) fn sync_staged(&self, staged: &Staged) -> Result<()> {
         match (staged.ticket, self.opts.durability) {
             (Some(t), Durability::Immediate) => self.segments.sync(t),

@@ -1,29 +1,52 @@
 //! Test support: read-only views of the store's bookkeeping that the public API does not expose.
 //!
-//! The integration tests (notably the model test in `tests/model.rs`) compare the refcounts the
-//! index actually stores with those recomputed from the file rows and with an independent model.
-//! Nothing here mutates the store; it is hidden from the documentation and not a stable API.
+//! The integration tests (notably the model test in `tests/model.rs`) compare the content
+//! refcounts the index actually stores with those recomputed from the file rows and with an
+//! independent model, and the chunk records with the chunks the manifests list. Nothing here
+//! mutates the store; it is hidden from the documentation and not a stable API.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::error::Result;
 use crate::store::Store;
 
-/// Stored and recomputed refcounts of every content and chunk record (see
-/// [`Store::debug_refcounts`]).
+/// Stored and recomputed content refcounts, and the chunk records against the chunks the
+/// manifests list (see [`Store::debug_refcounts`]).
 #[doc(hidden)]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RefcountReport {
     /// Refcount stored in each content record, by BLAKE3.
     pub contents: HashMap<[u8; 32], u64>,
-    /// Refcount stored in each chunk record, by BLAKE3, including records at zero awaiting gc.
-    pub chunks: HashMap<[u8; 32], u64>,
-    /// Content refcounts recomputed from the file rows.
+    /// Content refcounts recomputed from the file rows, pieces and bundles.
     pub expected_contents: HashMap<[u8; 32], u64>,
-    /// Chunk refcounts recomputed from the manifests of the live contents (and pending records).
-    pub expected_chunks: HashMap<[u8; 32], u64>,
-    /// Pending chunk-reference records (0 whenever no operation is running).
-    pub pending_records: usize,
+    /// Every chunk record's payload length, by BLAKE3 (live, and dead ones awaiting gc).
+    pub chunk_records: HashMap<[u8; 32], u32>,
+    /// Every chunk some content's manifest lists (gc's mark set).
+    pub live_chunks: HashSet<[u8; 32]>,
+}
+
+impl RefcountReport {
+    /// The ids of the chunk records.
+    pub fn recorded(&self) -> HashSet<[u8; 32]> {
+        self.chunk_records.keys().copied().collect()
+    }
+
+    /// Live chunks without a record: each one is a file that cannot be read.
+    pub fn missing_chunks(&self) -> usize {
+        self.live_chunks
+            .iter()
+            .filter(|id| !self.chunk_records.contains_key(*id))
+            .count()
+    }
+
+    /// Payload bytes of the chunk records no manifest lists (what the next gc removes).
+    pub fn dead_bytes(&self) -> u64 {
+        self.chunk_records
+            .iter()
+            .filter(|(id, _)| !self.live_chunks.contains(*id))
+            .map(|(_, len)| u64::from(*len))
+            .sum()
+    }
 }
 
 impl Store {
@@ -38,18 +61,16 @@ impl Store {
             let (id, rec) = item?;
             contents.insert(id, rec.refcount);
         }
-        let mut chunks = HashMap::new();
+        let mut chunk_records = HashMap::new();
         for item in index.all_chunks() {
             let (id, rec) = item?;
-            chunks.insert(id, rec.refcount);
+            chunk_records.insert(id, rec.len);
         }
-        let (expected_contents, expected_chunks) = index.expected_refcounts()?;
         Ok(RefcountReport {
             contents,
-            chunks,
-            expected_contents,
-            expected_chunks,
-            pending_records: index.pending_records(),
+            expected_contents: index.expected_content_refs()?,
+            chunk_records,
+            live_chunks: index.live_chunks()?,
         })
     }
 }

@@ -49,11 +49,19 @@ fn deleting_everything_then_gc_gives_back_the_segments_and_90_percent_in_all() {
     for id in ids {
         assert!(store.delete_file(id).unwrap().is_some());
     }
-    assert_eq!(store.stats().unwrap().stored_bytes, 0);
+    let s = store.stats().unwrap();
+    assert_eq!((s.files, s.contents), (0, 0));
+    assert!(s.stored_bytes >= total, "chunk records stay until gc");
     let report = store.gc(&mut |_| {}).unwrap();
     assert!(
         report.dead_chunks > 0 && report.segments_removed > 0,
         "{report}"
+    );
+    let s = store.stats().unwrap();
+    assert_eq!(
+        (s.chunks, s.stored_bytes),
+        (0, 0),
+        "gc removed every record"
     );
     drop(store);
     let after = dir_bytes(dir.path());

@@ -102,7 +102,6 @@ impl ContentReader {
                 location: c.at,
                 len: c.len,
                 crc32: c.crc32,
-                refcount: 1,
             })
         }
     }

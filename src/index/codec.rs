@@ -123,7 +123,6 @@ mod tests {
             location: at,
             len: 4096,
             crc32: 1,
-            refcount: 0,
         });
         same(ReleaseRec {
             created_ms: 1,
@@ -141,9 +140,7 @@ mod tests {
         same(Counters {
             files: 1,
             contents: 2,
-            chunks: 3,
             logical_bytes: 4,
-            stored_bytes: 5,
             next_project_id: 6,
         });
         same(FormatRec {
@@ -172,9 +169,6 @@ mod tests {
             sha1: [3; 20],
             size: 99,
             debug_id: Some("abc".into()),
-        });
-        same(PendingRec {
-            chunks: vec![[8; 32], [9; 32]],
         });
     }
 }

@@ -11,20 +11,26 @@
 //! - `file_ids`: id (u64 BE) → file key
 //! - `contents`: BLAKE3 → [`ContentRec`]; `content_pages`: BLAKE3 ‖ page (u32 BE) → chunk refs
 //! - `by_sha1`: SHA-1 ‖ BLAKE3 → empty
-//! - `chunks`: BLAKE3 → [`ChunkRec`] (kept with refcount 0 until gc, see [`crate::gc`])
+//! - `chunks`: BLAKE3 → [`ChunkRec`], immutable: inserted outside any transaction by the upload
+//!   that appended the chunk, once its bytes are where its durability needs them, and removed
+//!   only by gc when no manifest lists it (see [`crate::gc`])
 //! - `releases`: org ‖ version → [`ReleaseRec`]; `projects`: org ‖ slug → [`ProjectRec`]
 //! - `meta`: `stats` → [`Counters`]
 //! - `tokens`: BLAKE3 of an API token → [`TokenRec`]
 //! - `pieces`, `bundles`, `bundle_entries`, `debug_ids`: chunk upload and artifact bundles
 //!   (see `pieces.rs`)
-//! - `pending`: nonce ‖ sequence → chunk references no content holds, so that no transaction
-//!   touches more than a few thousand chunks (see `pending.rs`)
+//!
+//! Chunk records are the one exception to "one transaction per operation", and on purpose: a
+//! 1 GiB upload has ~260,000 chunks, and sled 0.34 runs every transaction under a process-wide
+//! write lock (`concurrency_control::write()`), so taking per-chunk references in transactions
+//! serialised the whole index behind the upload. A chunk record says only "these bytes are
+//! here"; it is true from the moment it is inserted, whether or not the upload that wrote it
+//! ever commits, so it needs no transaction. Contents keep their refcounts (files, pieces and
+//! bundles refer to them inside the operation's transaction).
 
 pub mod codec;
-mod pending;
 mod pieces;
 
-pub use pending::{Deferrer, Preowned, TX_CHUNKS};
 pub use pieces::BundleCommit;
 pub mod records;
 
@@ -69,8 +75,7 @@ const T_PIECES: usize = 10;
 const T_BUNDLES: usize = 11;
 const T_BUNDLE_ENTRIES: usize = 12;
 const T_DEBUG_IDS: usize = 13;
-const T_PENDING: usize = 14;
-const TREE_NAMES: [&str; 15] = [
+const TREE_NAMES: [&str; 14] = [
     "files",
     "file_ids",
     "contents",
@@ -85,7 +90,6 @@ const TREE_NAMES: [&str; 15] = [
     "bundles",
     "bundle_entries",
     "debug_ids",
-    "pending",
 ];
 const STATS_KEY: &[u8] = b"stats";
 
@@ -94,11 +98,6 @@ const STATS_KEY: &[u8] = b"stats";
 pub struct Index {
     db: sled::Db,
     trees: Vec<sled::Tree>,
-    /// `chunks`, `pending` and `meta`: the only trees that taking and releasing chunk references
-    /// touch. A sled transaction costs per tree it spans, so these run over three, not all.
-    ref_trees: Vec<sled::Tree>,
-    /// Chunk-refcount writes one transaction makes in place (see `pending.rs`).
-    tx_chunks: usize,
 }
 
 /// Why a transaction stopped on purpose.
@@ -167,6 +166,10 @@ pub fn project_key(org: &str, slug: &str) -> Vec<u8> {
     encode_parts(&[org, slug])
 }
 
+/// Where the chunks of contents being created are, as their upload found or appended them:
+/// the manifest's location hints. A chunk missing here is looked up in the `chunks` tree.
+pub type ChunkLocations = HashMap<[u8; 32], Location>;
+
 /// Everything an upload commit needs, computed outside the transaction.
 pub struct UploadCommit<'a> {
     /// The target key.
@@ -179,8 +182,8 @@ pub struct UploadCommit<'a> {
     pub created_ms: i64,
     /// The ingest result.
     pub ingested: &'a Ingested,
-    /// Chunks this upload appended to a segment (not yet in the index when it checked).
-    pub written: &'a HashMap<[u8; 32], Location>,
+    /// Where the upload's chunks are (see [`ChunkLocations`]).
+    pub chunks: &'a ChunkLocations,
     /// Replace an existing file at `key` instead of failing.
     pub overwrite: bool,
 }
@@ -232,23 +235,7 @@ impl Index {
             .map(|n| db.open_tree(n))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(sled_err("open index trees"))?;
-        let ref_trees = pending::REF_TREES
-            .iter()
-            .map(|&i| trees[i].clone())
-            .collect();
-        Ok(Index {
-            db,
-            trees,
-            ref_trees,
-            tx_chunks: pending::TX_CHUNKS,
-        })
-    }
-
-    /// Sets how many chunk-refcount writes one transaction may make in place before the rest go
-    /// through pending records (default [`pending::TX_CHUNKS`]; at least 1).
-    pub fn with_tx_chunks(mut self, n: usize) -> Index {
-        self.tx_chunks = n.max(1);
-        self
+        Ok(Index { db, trees })
     }
 
     fn tree(&self, i: usize) -> &sled::Tree {
@@ -297,11 +284,37 @@ impl Index {
         }
     }
 
-    /// True when a chunk record (live or awaiting gc) exists for `blake3`.
-    pub fn has_chunk(&self, blake3: &[u8; 32]) -> Result<bool> {
-        self.tree(T_CHUNKS)
-            .contains_key(blake3)
-            .map_err(sled_err("read chunk"))
+    /// Records chunks an upload appended, each with a plain insert that keeps an existing record
+    /// (a concurrent upload that appended the same chunk first wins; both copies are valid, and
+    /// the one no record points at is garbage for gc). Call only once the chunks' bytes are as
+    /// durable as the store's durability promises: from then on any upload may use them.
+    ///
+    /// Plain inserts take sled's process-wide lock shared, so this runs beside other uploads'
+    /// lookups and inserts; a transaction would exclude them all.
+    pub fn insert_chunks(&self, recs: &[([u8; 32], ChunkRec)]) -> Result<()> {
+        let t = self.tree(T_CHUNKS);
+        for (id, rec) in recs {
+            t.compare_and_swap(id, None as Option<&[u8]>, Some(codec::encode(rec)))
+                .map_err(sled_err("record chunk"))?
+                // An existing record is kept: nothing to do.
+                .ok();
+        }
+        Ok(())
+    }
+
+    /// Number and total payload bytes of the chunk records (live or awaiting gc). Scans the
+    /// `chunks` tree: chunk records are written outside transactions, so no counter could be
+    /// kept exact through a crash.
+    pub fn chunk_totals(&self) -> Result<(u64, u64)> {
+        let mut n = 0u64;
+        let mut bytes = 0u64;
+        for v in self.tree(T_CHUNKS).iter().values() {
+            let rec: ChunkRec =
+                codec::decode("chunk record", &v.map_err(sled_err("scan chunks"))?)?;
+            n += 1;
+            bytes += u64::from(rec.len);
+        }
+        Ok((n, bytes))
     }
 
     /// The content record of `blake3`.
@@ -515,35 +528,28 @@ impl Index {
     }
 
     /// Runs `body` as one transaction over every tree, with the store counters read before it
-    /// and written after it, and a fresh [`Deferrer`] of the operation `nonce` per attempt (sled
-    /// may run a transaction more than once). `None` when `body` asked for a retry.
+    /// and written after it. `None` when `body` asked for a retry.
     fn counted_tx<T>(
         &self,
         op: &'static str,
-        nonce: u64,
-        body: impl Fn(&[TransactionalTree], &mut Counters, &mut Deferrer) -> TxResult<T>,
+        body: impl Fn(&[TransactionalTree], &mut Counters) -> TxResult<T>,
     ) -> Result<Option<T>> {
         let r = self.all().transaction(|t| {
             let mut counters: Counters = get(&t[T_META], STATS_KEY, "stats")?.unwrap_or_default();
-            let mut d = self.deferrer(nonce);
-            let v = body(t, &mut counters, &mut d)?;
+            let v = body(t, &mut counters)?;
             put(&t[T_META], STATS_KEY, &counters)?;
             Ok(v)
         });
         run_tx(op, r)
     }
 
-    /// [`Index::counted_tx`] as a whole operation of its own: a fresh nonce, the transaction
-    /// (whose `body` never retries), and the release of what it deferred.
+    /// [`Index::counted_tx`] for a `body` that never asks for a retry.
     fn counted_op<T>(
         &self,
         op: &'static str,
-        body: impl Fn(&[TransactionalTree], &mut Counters, &mut Deferrer) -> TxResult<T>,
+        body: impl Fn(&[TransactionalTree], &mut Counters) -> TxResult<T>,
     ) -> Result<T> {
-        let nonce = self.nonce()?;
-        self.settle(nonce, || {
-            Ok(self.counted_tx(op, nonce, body)?.expect("no retry"))
-        })
+        Ok(self.counted_tx(op, body)?.expect("no retry"))
     }
 
     /// Creates the release or links more projects to it. Returns the release and whether it is new.
@@ -642,61 +648,54 @@ impl Index {
                 created_ms: c.created_ms,
             },
         };
-        let nonce = self.nonce()?;
-        let replaced = self.settle(nonce, || {
-            let pre = self.preown(nonce, &[ing], c.written)?;
-            let r = self.counted_tx("commit upload", nonce, |t, counters, d| {
-                let Some(mut release) = get::<ReleaseRec>(&t[T_RELEASES], &rkey, "release record")?
-                else {
+        let replaced = self.counted_op("commit upload", |t, counters| {
+            let Some(mut release) = get::<ReleaseRec>(&t[T_RELEASES], &rkey, "release record")?
+            else {
+                return abort(Error::not_found(format!(
+                    "release {}/{}",
+                    c.key.org, c.key.release
+                )));
+            };
+            if let Some(p) = &c.key.project {
+                if !release.projects.contains(p) {
                     return abort(Error::not_found(format!(
-                        "release {}/{}",
-                        c.key.org, c.key.release
+                        "release {} in project {p}",
+                        c.key.release
                     )));
-                };
-                if let Some(p) = &c.key.project {
-                    if !release.projects.contains(p) {
-                        return abort(Error::not_found(format!(
-                            "release {} in project {p}",
-                            c.key.release
-                        )));
-                    }
                 }
-                let old: Option<FileRow> = get(&t[T_FILES], &fkey, "file record")?;
-                if old.is_some() && !c.overwrite {
-                    return abort(Error::AlreadyExists {
-                        key: c.key.to_string(),
-                    });
-                }
-                // Reference the new content before releasing the old one, so overwriting a file with
-                // its own bytes never drops the content to zero in between.
-                incref_content(t, counters, ing, c.written, &pre)?;
-                if let Some(old) = &old {
-                    t[T_FILE_IDS].remove(&old.id.to_be_bytes())?;
-                    decref_content(t, counters, &old.rec.content, d)?;
-                    counters.files -= 1;
-                    counters.logical_bytes -= old.rec.size;
-                    release.file_count -= 1;
-                    release.file_bytes -= old.rec.size;
-                }
-                put(&t[T_FILES], &fkey, &row)?;
-                t[T_FILE_IDS].insert(&c.id.to_be_bytes(), fkey.as_slice())?;
-                counters.files += 1;
-                counters.logical_bytes += ing.size;
-                release.file_count += 1;
-                release.file_bytes += ing.size;
-                put(&t[T_RELEASES], &rkey, &release)?;
-                Ok(old.map(|o| o.id))
-            });
-            Ok(r?.expect("no retry"))
+            }
+            let old: Option<FileRow> = get(&t[T_FILES], &fkey, "file record")?;
+            if old.is_some() && !c.overwrite {
+                return abort(Error::AlreadyExists {
+                    key: c.key.to_string(),
+                });
+            }
+            // Reference the new content before releasing the old one, so overwriting a file with
+            // its own bytes never drops the content to zero in between.
+            incref_content(t, counters, ing, c.chunks)?;
+            if let Some(old) = &old {
+                t[T_FILE_IDS].remove(&old.id.to_be_bytes())?;
+                decref_content(t, counters, &old.rec.content)?;
+                counters.files -= 1;
+                counters.logical_bytes -= old.rec.size;
+                release.file_count -= 1;
+                release.file_bytes -= old.rec.size;
+            }
+            put(&t[T_FILES], &fkey, &row)?;
+            t[T_FILE_IDS].insert(&c.id.to_be_bytes(), fkey.as_slice())?;
+            counters.files += 1;
+            counters.logical_bytes += ing.size;
+            release.file_count += 1;
+            release.file_bytes += ing.size;
+            put(&t[T_RELEASES], &rkey, &release)?;
+            Ok(old.map(|o| o.id))
         })?;
         Ok((row, replaced))
     }
 
     /// Deletes file `id`. Returns the deleted row, or `None` when no such file exists.
     pub fn delete_file(&self, id: u64) -> Result<Option<FileRow>> {
-        self.counted_op("delete file", |t, counters, d| {
-            remove_file(t, counters, id, d)
-        })
+        self.counted_op("delete file", |t, counters| remove_file(t, counters, id))
     }
 
     /// Renames file `id` to `(name, dist)` in its scope; fails if that key is taken by another file.
@@ -740,13 +739,12 @@ impl Index {
         drop_release: bool,
     ) -> Result<u64> {
         let rkey = release_key(org, version);
-        let nonce = self.nonce()?;
-        self.settle(nonce, || loop {
+        loop {
             let mut ids = Vec::new();
             for s in scopes {
                 ids.extend(self.scope_ids(s)?);
             }
-            let r = self.counted_tx("delete release files", nonce, |t, counters, d| {
+            let r = self.counted_tx("delete release files", |t, counters| {
                 let Some(release) = get::<ReleaseRec>(&t[T_RELEASES], &rkey, "release record")?
                 else {
                     return abort(Error::not_found(format!("release {org}/{version}")));
@@ -757,7 +755,7 @@ impl Index {
                 }
                 let mut deleted = 0u64;
                 for &id in &ids {
-                    if remove_file(t, counters, id, d)?.is_some() {
+                    if remove_file(t, counters, id)?.is_some() {
                         deleted += 1;
                     } else {
                         return Err(ConflictableTransactionError::Abort(Abort::Retry));
@@ -771,7 +769,7 @@ impl Index {
             if let Some(n) = r? {
                 return Ok(n);
             }
-        })
+        }
     }
 
     /// Stores an API token record under the hash of its secret.
@@ -850,22 +848,17 @@ impl Index {
         })
     }
 
-    /// Removes chunk records whose refcount is zero (gc only, under the store's exclusive lock).
-    /// Returns how many were removed.
+    /// Removes the records of chunks no manifest lists (gc only: it holds the store's exclusive
+    /// lock, so no upload can be about to use one). Returns how many were removed.
     pub fn drop_dead_chunks(&self, dead: &[[u8; 32]]) -> Result<u64> {
-        let r = self.tree(T_CHUNKS).transaction(|t| {
-            let mut n = 0;
-            for id in dead {
-                if let Some(rec) = get::<ChunkRec>(t, id, "chunk record")? {
-                    if rec.refcount == 0 {
-                        t.remove(id.as_slice())?;
-                        n += 1;
-                    }
-                }
+        let t = self.tree(T_CHUNKS);
+        let mut n = 0;
+        for id in dead {
+            if t.remove(id).map_err(sled_err("drop dead chunk"))?.is_some() {
+                n += 1;
             }
-            Ok(n)
-        });
-        Ok(run_tx("drop dead chunks", r)?.expect("no retry"))
+        }
+        Ok(n)
     }
 
     /// Points moved chunks at their new locations (compaction), if they still live where the
@@ -886,46 +879,56 @@ impl Index {
         Ok(())
     }
 
-    /// Recomputes every refcount and counter from the file rows (verify's ground truth).
-    pub fn expected_refcounts(&self) -> Result<(RefCounts, RefCounts)> {
-        let mut contents: HashMap<[u8; 32], u64> = self.piece_and_bundle_refs()?;
+    /// Recomputes every content refcount from the file rows, pieces and bundles (verify's
+    /// ground truth).
+    pub fn expected_content_refs(&self) -> Result<RefCounts> {
+        let mut contents: RefCounts = self.piece_and_bundle_refs()?;
         for row in self.all_files() {
             *contents.entry(row?.rec.content).or_default() += 1;
         }
-        // Pending records hold references no content does (released after each operation).
-        let mut chunks: HashMap<[u8; 32], u64> = self.pending_chunk_refs()?;
-        for c in contents.keys() {
-            if let Some(rec) = self.content(c)? {
-                let distinct: HashSet<[u8; 32]> =
-                    self.manifest(c, &rec)?.iter().map(|r| r.blake3).collect();
-                for d in distinct {
-                    *chunks.entry(d).or_default() += 1;
-                }
-            }
+        Ok(contents)
+    }
+
+    /// The live chunks: every chunk some content record's manifest lists (gc's mark phase).
+    /// Holds one id per distinct live chunk in memory (~70 bytes each with the set's overhead).
+    pub fn live_chunks(&self) -> Result<HashSet<[u8; 32]>> {
+        let mut live = HashSet::new();
+        for item in self.all_contents() {
+            let (id, rec) = item?;
+            live.extend(self.manifest(&id, &rec)?.iter().map(|r| r.blake3));
         }
-        Ok((contents, chunks))
+        Ok(live)
     }
 }
 
+/// Takes one reference to the content `ing`, creating its record and manifest when it is new.
+/// A new content's chunks must all have records already (its upload inserted them before this
+/// transaction, or found them); `at` saves looking each one up.
 fn incref_content(
     t: &[TransactionalTree],
     counters: &mut Counters,
     ing: &Ingested,
-    written: &HashMap<[u8; 32], Location>,
-    pre: &Preowned,
+    at: &ChunkLocations,
 ) -> TxResult<()> {
     if let Some(mut rec) = get::<ContentRec>(&t[T_CONTENTS], &ing.blake3, "content record")? {
         rec.refcount += 1;
         return put(&t[T_CONTENTS], &ing.blake3, &rec);
     }
-    let at = pending::take_chunk_refs(t, counters, ing, written, pre)?;
     let mut refs: Vec<ChunkRef> = Vec::with_capacity(ing.chunks.len());
     for c in &ing.chunks {
-        let Some(loc) = at.get(&c.blake3) else {
-            return abort(Error::corrupt(
-                format!("chunk {}", crate::hex(&c.blake3)),
-                "its references were taken without a location",
-            ));
+        let loc = match at.get(&c.blake3) {
+            Some(l) => *l,
+            // The upload took the content from the index (a small duplicate) and it has been
+            // deleted since: its chunks' records stay until gc, which no upload overlaps.
+            None => match get::<ChunkRec>(&t[T_CHUNKS], &c.blake3, "chunk record")? {
+                Some(ch) => ch.location,
+                None => {
+                    return abort(Error::corrupt(
+                        format!("chunk {}", crate::hex(&c.blake3)),
+                        "a new content lists a chunk the index does not hold",
+                    ))
+                }
+            },
         };
         refs.push(ChunkRef {
             blake3: c.blake3,
@@ -960,12 +963,9 @@ fn incref_content(
     Ok(())
 }
 
-fn decref_content(
-    t: &[TransactionalTree],
-    counters: &mut Counters,
-    id: &[u8; 32],
-    d: &mut Deferrer,
-) -> TxResult<()> {
+/// Drops one reference to the content `id`, removing its record and manifest at zero. Its
+/// chunks' records stay: gc removes those no other manifest lists.
+fn decref_content(t: &[TransactionalTree], counters: &mut Counters, id: &[u8; 32]) -> TxResult<()> {
     let Some(mut rec) = get::<ContentRec>(&t[T_CONTENTS], id, "content record")? else {
         return abort(Error::corrupt(
             format!("content {}", crate::hex(id)),
@@ -976,35 +976,24 @@ fn decref_content(
     if rec.refcount > 0 {
         return put(&t[T_CONTENTS], id, &rec);
     }
-    let mut refs = rec.inline.clone();
     for p in 0..rec.pages() {
-        let k = page_key(id, p);
-        let Some(page) = get::<Vec<ChunkRef>>(&t[T_PAGES], &k, "manifest page")? else {
+        if t[T_PAGES].remove(page_key(id, p))?.is_none() {
             return abort(Error::corrupt(
                 format!("content {}", crate::hex(id)),
                 format!("manifest page {p} is missing"),
             ));
-        };
-        refs.extend(page);
-        t[T_PAGES].remove(k)?;
+        }
     }
     t[T_CONTENTS].remove(id.as_slice())?;
     t[T_BY_SHA1].remove(sha1_key(&rec.sha1, id))?;
     counters.contents -= 1;
-    let mut seen = HashSet::new();
-    let distinct: Vec<[u8; 32]> = refs
-        .iter()
-        .map(|r| r.blake3)
-        .filter(|b| seen.insert(*b))
-        .collect();
-    pending::drop_chunk_refs(t, counters, &distinct, d)
+    Ok(())
 }
 
 fn remove_file(
     t: &[TransactionalTree],
     counters: &mut Counters,
     id: u64,
-    d: &mut Deferrer,
 ) -> TxResult<Option<FileRow>> {
     let Some(k) = t[T_FILE_IDS].get(id.to_be_bytes())? else {
         return Ok(None);
@@ -1017,7 +1006,7 @@ fn remove_file(
     };
     t[T_FILES].remove(&k)?;
     t[T_FILE_IDS].remove(&id.to_be_bytes())?;
-    decref_content(t, counters, &row.rec.content, d)?;
+    decref_content(t, counters, &row.rec.content)?;
     counters.files -= 1;
     counters.logical_bytes -= row.rec.size;
     let rkey = release_key(&row.rec.key.org, &row.rec.key.release);

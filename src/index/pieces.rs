@@ -12,7 +12,7 @@ use sled::transaction::TransactionalTree;
 
 use super::records::*;
 use super::{
-    abort, decref_content, get, incref_content, put, release_key, sled_err, Deferrer, Index,
+    abort, decref_content, get, incref_content, put, release_key, sled_err, ChunkLocations, Index,
     TxResult,
 };
 use super::{
@@ -22,7 +22,6 @@ use super::{
 use crate::content::ingest::Ingested;
 use crate::error::{Error, Result};
 use crate::key::{encode_parts, FileKey};
-use crate::segment::Location;
 
 fn piece_key(org: &str, sha1: &[u8; 20]) -> Vec<u8> {
     let mut k = encode_parts(&[org]);
@@ -57,8 +56,8 @@ pub struct BundleCommit<'a> {
     pub bundle: &'a Ingested,
     /// The entries and their ingested contents.
     pub entries: &'a [(BundleEntryRec, Ingested)],
-    /// Chunks the entries' ingest appended.
-    pub written: &'a HashMap<[u8; 32], Location>,
+    /// Where the entries' chunks are, as their ingest found or appended them.
+    pub chunks: &'a ChunkLocations,
     /// Release files to create: key, new id, entry number.
     pub files: &'a [(FileKey, u64, usize)],
     /// Now, ms since the epoch.
@@ -84,34 +83,28 @@ impl Index {
         &self,
         org: &str,
         items: &[Ingested],
-        written: &HashMap<[u8; 32], Location>,
+        chunks: &ChunkLocations,
         now_ms: i64,
     ) -> Result<()> {
-        let nonce = self.nonce()?;
-        self.settle(nonce, || {
-            let refs: Vec<&Ingested> = items.iter().collect();
-            let pre = self.preown(nonce, &refs, written)?;
-            self.counted_tx("commit pieces", nonce, |t, counters, d| {
-                for ing in items {
-                    let k = piece_key(org, &ing.sha1);
-                    let old: Option<PieceRec> = get(&t[T_PIECES], &k, "piece record")?;
-                    if old.map(|o| o.content) != Some(ing.blake3) {
-                        incref_content(t, counters, ing, written, &pre)?;
-                        if let Some(o) = old {
-                            decref_content(t, counters, &o.content, d)?;
-                        }
+        self.counted_op("commit pieces", |t, counters| {
+            for ing in items {
+                let k = piece_key(org, &ing.sha1);
+                let old: Option<PieceRec> = get(&t[T_PIECES], &k, "piece record")?;
+                if old.map(|o| o.content) != Some(ing.blake3) {
+                    incref_content(t, counters, ing, chunks)?;
+                    if let Some(o) = old {
+                        decref_content(t, counters, &o.content)?;
                     }
-                    put(
-                        &t[T_PIECES],
-                        &k,
-                        &PieceRec {
-                            content: ing.blake3,
-                            created_ms: now_ms,
-                        },
-                    )?;
                 }
-                Ok(())
-            })?;
+                put(
+                    &t[T_PIECES],
+                    &k,
+                    &PieceRec {
+                        content: ing.blake3,
+                        created_ms: now_ms,
+                    },
+                )?;
+            }
             Ok(())
         })
     }
@@ -151,36 +144,27 @@ impl Index {
     /// Commits a newly assembled bundle and its projection into release files, atomically.
     pub fn commit_bundle(&self, c: &BundleCommit<'_>) -> Result<()> {
         let bkey = bundle_key(c.org, &c.checksum);
-        let nonce = self.nonce()?;
-        self.settle(nonce, || {
-            let mut items: Vec<&Ingested> = vec![c.bundle];
-            items.extend(c.entries.iter().map(|(_, ing)| ing));
-            let pre = self.preown(nonce, &items, c.written)?;
-            self.counted_tx("commit bundle", nonce, |t, counters, d| {
-                if t[T_BUNDLES].get(&bkey)?.is_none() {
-                    incref_content(t, counters, c.bundle, c.written, &pre)?;
-                    for (n, (entry, ing)) in c.entries.iter().enumerate() {
-                        incref_content(t, counters, ing, c.written, &pre)?;
-                        put(&t[T_BUNDLE_ENTRIES], &entry_key(&bkey, n as u32), entry)?;
-                        if let Some(id) = &entry.debug_id {
-                            t[T_DEBUG_IDS].insert(
-                                debug_key(id, c.org, &c.checksum, n as u32),
-                                &[] as &[u8],
-                            )?;
-                        }
+        self.counted_op("commit bundle", |t, counters| {
+            if t[T_BUNDLES].get(&bkey)?.is_none() {
+                incref_content(t, counters, c.bundle, c.chunks)?;
+                for (n, (entry, ing)) in c.entries.iter().enumerate() {
+                    incref_content(t, counters, ing, c.chunks)?;
+                    put(&t[T_BUNDLE_ENTRIES], &entry_key(&bkey, n as u32), entry)?;
+                    if let Some(id) = &entry.debug_id {
+                        t[T_DEBUG_IDS]
+                            .insert(debug_key(id, c.org, &c.checksum, n as u32), &[] as &[u8])?;
                     }
-                    let rec = BundleRec {
-                        bundle_content: Some(c.bundle.blake3),
-                        created_ms: c.now_ms,
-                        entry_count: c.entries.len() as u32,
-                    };
-                    put(&t[T_BUNDLES], &bkey, &rec)?;
                 }
-                for (key, id, n) in c.files {
-                    put_entry_file(t, counters, key, *id, &c.entries[*n].0, c.now_ms, d)?;
-                }
-                Ok(())
-            })?;
+                let rec = BundleRec {
+                    bundle_content: Some(c.bundle.blake3),
+                    created_ms: c.now_ms,
+                    entry_count: c.entries.len() as u32,
+                };
+                put(&t[T_BUNDLES], &bkey, &rec)?;
+            }
+            for (key, id, n) in c.files {
+                put_entry_file(t, counters, key, *id, &c.entries[*n].0, c.now_ms)?;
+            }
             Ok(())
         })
     }
@@ -192,9 +176,9 @@ impl Index {
         entries: &[BundleEntryRec],
         now_ms: i64,
     ) -> Result<()> {
-        self.counted_op("project bundle", |t, counters, d| {
+        self.counted_op("project bundle", |t, counters| {
             for (key, id, n) in files {
-                put_entry_file(t, counters, key, *id, &entries[*n], now_ms, d)?;
+                put_entry_file(t, counters, key, *id, &entries[*n], now_ms)?;
             }
             Ok(())
         })
@@ -269,12 +253,12 @@ impl Index {
                 old_bundles.push(k.to_vec());
             }
         }
-        self.counted_op("expire pieces", |t, counters, d| {
+        self.counted_op("expire pieces", |t, counters| {
             let (mut pieces, mut bundles) = (0, 0);
             for k in &old_pieces {
                 if let Some(rec) = get::<PieceRec>(&t[T_PIECES], k, "piece record")? {
                     if rec.created_ms < cutoff_ms {
-                        decref_content(t, counters, &rec.content, d)?;
+                        decref_content(t, counters, &rec.content)?;
                         t[T_PIECES].remove(k.as_slice())?;
                         pieces += 1;
                     }
@@ -283,7 +267,7 @@ impl Index {
             for k in &old_bundles {
                 if let Some(mut rec) = get::<BundleRec>(&t[T_BUNDLES], k, "bundle record")? {
                     if let Some(c) = rec.bundle_content.take() {
-                        decref_content(t, counters, &c, d)?;
+                        decref_content(t, counters, &c)?;
                         put(&t[T_BUNDLES], k, &rec)?;
                         bundles += 1;
                     }
@@ -303,7 +287,6 @@ fn put_entry_file(
     id: u64,
     e: &BundleEntryRec,
     now_ms: i64,
-    d: &mut Deferrer,
 ) -> TxResult<()> {
     let rkey = release_key(&key.org, &key.release);
     let Some(mut release) = get::<ReleaseRec>(&t[T_RELEASES], &rkey, "release record")? else {
@@ -329,7 +312,7 @@ fn put_entry_file(
     put(&t[T_CONTENTS], &e.content, &content)?;
     if let Some(o) = &old {
         t[T_FILE_IDS].remove(&o.id.to_be_bytes())?;
-        decref_content(t, counters, &o.rec.content, d)?;
+        decref_content(t, counters, &o.rec.content)?;
         counters.files -= 1;
         counters.logical_bytes -= o.rec.size;
         release.file_count -= 1;

@@ -73,7 +73,10 @@ impl ContentRec {
     }
 }
 
-/// `chunks`: BLAKE3 → where the chunk lives.
+/// `chunks`: BLAKE3 → where the chunk lives. Immutable: inserted once, by the upload that first
+/// appended the chunk, and changed only by gc (removed when no manifest lists it, or pointed at
+/// its compacted copy). It carries no refcount: which chunks are live is decided by gc marking
+/// the manifests (see [`crate::gc`]).
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
 )]
@@ -84,8 +87,6 @@ pub struct ChunkRec {
     pub len: u32,
     /// CRC32 of the payload.
     pub crc32: u32,
-    /// Number of distinct contents whose manifest lists this chunk.
-    pub refcount: u64,
 }
 
 /// `releases`: org ‖ version → the release.
@@ -134,12 +135,8 @@ pub struct Counters {
     pub files: u64,
     /// Distinct contents.
     pub contents: u64,
-    /// Distinct live chunks.
-    pub chunks: u64,
     /// Sum of file sizes (what users uploaded).
     pub logical_bytes: u64,
-    /// Sum of live chunk sizes (unique bytes).
-    pub stored_bytes: u64,
     /// Next project id.
     pub next_project_id: u64,
 }
@@ -204,12 +201,4 @@ pub struct BundleEntryRec {
     pub size: u64,
     /// The `debug-id` header, lower-cased, if any.
     pub debug_id: Option<String>,
-}
-
-/// `pending`: operation nonce ‖ sequence → chunk references no content holds (see
-/// `index/pending.rs`), released right after the operation or at the next open.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
-pub struct PendingRec {
-    /// Distinct chunk ids, one reference each.
-    pub chunks: Vec<[u8; 32]>,
 }

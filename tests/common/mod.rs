@@ -150,20 +150,32 @@ pub fn read_all(store: &Store, file: &FileRecord) -> Vec<u8> {
     out
 }
 
-/// The store's chunk and content refcounts equal a recount from its files, and no pending chunk
-/// references are left (`ctx` names the moment in failures).
+/// The store's content refcounts equal a recount from its files, and every chunk a manifest
+/// lists has its record (`ctx` names the moment in failures).
 pub fn assert_refcounts_exact(store: &Store, ctx: &str) {
     let report = store.debug_refcounts().unwrap();
-    assert_eq!(report.pending_records, 0, "{ctx}: pending records left");
-    let live: HashMap<_, _> = report
-        .chunks
-        .iter()
-        .filter(|(_, &n)| n > 0)
-        .map(|(k, n)| (*k, *n))
-        .collect();
-    assert_eq!(live, report.expected_chunks, "{ctx}: chunk refcounts");
+    assert_eq!(
+        report.missing_chunks(),
+        0,
+        "{ctx}: live chunks without a record"
+    );
     assert_eq!(
         report.contents, report.expected_contents,
         "{ctx}: content refcounts"
+    );
+}
+
+/// Runs gc, then checks [`assert_refcounts_exact`] and that exactly the live chunks have
+/// records: nothing an operation left behind survives a gc.
+pub fn assert_collected(store: &Store, ctx: &str) {
+    store
+        .gc(&mut |_| {})
+        .unwrap_or_else(|e| panic!("{ctx}: gc: {e}"));
+    assert_refcounts_exact(store, ctx);
+    let report = store.debug_refcounts().unwrap();
+    assert_eq!(
+        report.recorded(),
+        report.live_chunks,
+        "{ctx}: chunk records after gc"
     );
 }
