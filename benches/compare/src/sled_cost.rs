@@ -12,7 +12,8 @@ use std::time::Instant;
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
-/// Records per batch or transaction, as relstore's pending records take them.
+/// Records per batch or transaction, as relstore's chunk-reference transactions took them
+/// before format 3 (which inserts chunk records with plain inserts instead).
 const GROUP: usize = 1024;
 const VALUE: [u8; 30] = [7u8; 30];
 
@@ -24,7 +25,7 @@ const MODES: [(&str, &str); 6] = [
     ("apply-batch", "`Tree::apply_batch` of 1,024 inserts, random keys"),
     (
         "tx-3-trees",
-        "transaction over 3 trees per 1,024: get + insert per record, one 32 KiB record, one counter get + put (relstore's reference transactions)",
+        "transaction over 3 trees per 1,024: get + insert per record, one 32 KiB record, one counter get + put (relstore's chunk-reference transactions before format 3)",
     ),
     ("tx-15-trees", "the same transaction spanning 15 trees"),
 ];
