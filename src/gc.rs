@@ -10,7 +10,9 @@
 //! gc runs with the store's mutation lock held exclusively (uploads, deletes and renames wait;
 //! readers never do), so no upload is between finding a chunk and committing the content that
 //! lists it. In this order, each step durable before the next:
-//! 1. mark the live chunks, remove every other chunk record, sync the index;
+//! 1. mark the live chunks, remove every other chunk record, sync the index. A manifest that
+//!    cannot be read stops gc here, before it removes anything: its chunks could not be told
+//!    from garbage (`verify` names the damaged content and files);
 //! 2. pick segments whose live fraction is below [`COMPACT_BELOW`] (sealing the active segment
 //!    first if it qualifies); a segment with nothing live is simply deleted;
 //! 3. copy each picked segment's live records, CRC-checked, to the active segment; sync it;

@@ -106,7 +106,14 @@ impl Store {
         let mut report = VerifyReport::default();
 
         // Pass 1: every live chunk, in file order so the reads are sequential.
-        let live = index.live_chunks()?;
+        // The live set, built here rather than with `Index::live_chunks` so that an unreadable
+        // manifest is a fault of its content (pass 2 reports it), not the end of verify.
+        let mut live = HashSet::new();
+        for item in index.all_contents() {
+            if let Ok(m) = item.and_then(|(id, rec)| index.manifest(&id, &rec)) {
+                live.extend(m.iter().map(|r| r.blake3));
+            }
+        }
         let mut chunks: Vec<([u8; 32], ChunkRec)> = Vec::new();
         for item in index.all_chunks() {
             match item {

@@ -149,3 +149,64 @@ fn compaction_moves_live_chunks_and_every_file_still_reads() {
     assert_eq!(again.bytes_copied, 0, "{again}");
     assert!(store.verify(&mut |_| {}).unwrap().is_clean());
 }
+
+/// gc removes what no manifest lists, so a manifest it cannot read must stop it before it removes
+/// anything: sweeping then would delete the chunks of the damaged content, and of any content
+/// sharing them. verify names the damaged file and still checks the rest.
+#[test]
+fn an_unreadable_manifest_stops_gc_before_it_removes_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let scope = ReleaseScope::project("acme", "web", "1.0");
+    let (big, small) = {
+        let store = Store::open(StoreOptions::new(dir.path())).unwrap();
+        store.create_release("acme", "1.0", &["web"]).unwrap();
+        // ~2,000 chunks at 4 KiB: a manifest of two pages.
+        let big = common::put(
+            &store,
+            &scope.file("big.js", None),
+            &random_bytes(1, 8 << 20),
+        );
+        let small = common::put(
+            &store,
+            &scope.file("small.js", None),
+            &random_bytes(2, 300_000),
+        );
+        // Garbage a sweep would remove.
+        let gone = common::put(
+            &store,
+            &scope.file("gone.js", None),
+            &random_bytes(3, 300_000),
+        );
+        store.delete_file(gone.id).unwrap().unwrap();
+        (big, small)
+    };
+    let index = relstore::index::Index::open(&dir.path().join("index"), 4 << 20).unwrap();
+    assert!(index.damage_manifest_page(&big.content_id, 1).unwrap());
+    drop(index);
+
+    let store = Store::open(StoreOptions::new(dir.path())).unwrap();
+    let before = store.stats().unwrap();
+    let e = store.gc(&mut |_| {}).unwrap_err();
+    assert!(matches!(e, relstore::Error::Corrupt { .. }), "{e:?}");
+    let after = store.stats().unwrap();
+    assert_eq!(
+        (
+            after.files,
+            after.contents,
+            after.chunks,
+            after.stored_bytes
+        ),
+        (
+            before.files,
+            before.contents,
+            before.chunks,
+            before.stored_bytes
+        ),
+        "gc removed something before it stopped"
+    );
+
+    let v = store.verify(&mut |_| {}).unwrap();
+    assert!(!v.is_clean());
+    assert_eq!(v.damaged_files, [big.key.to_string()], "{v}");
+    assert!(store.read(&small.key).unwrap() == random_bytes(2, 300_000));
+}

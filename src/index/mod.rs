@@ -358,6 +358,18 @@ impl Index {
         Ok(out)
     }
 
+    /// Removes manifest page `page` of content `blake3`, as damage would. For tests of what
+    /// verify and gc do with a damaged index; never called by relstore. True if it existed.
+    #[doc(hidden)]
+    pub fn damage_manifest_page(&self, blake3: &[u8; 32], page: u32) -> Result<bool> {
+        let gone = self
+            .tree(T_PAGES)
+            .remove(page_key(blake3, page))
+            .map_err(sled_err("damage manifest page"))?;
+        self.flush()?;
+        Ok(gone.is_some())
+    }
+
     /// Contents whose SHA-1 is `sha1`.
     pub fn contents_by_sha1(&self, sha1: &[u8; 20]) -> Result<Vec<[u8; 32]>> {
         self.tree(T_BY_SHA1)
