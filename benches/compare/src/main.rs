@@ -65,7 +65,8 @@ impl Config {
             w2_file_bytes: 16 << 20,
             w2_rounds: 2,
             one_gib_file: false,
-            w5_files: 10_000,
+            // Issue 6's sizes: 200,000 files in quick mode, 1,000,000 in full mode.
+            w5_files: 200_000,
             w6_files: 200,
             w6_rounds: 1,
             w8_versions: 10,
@@ -84,7 +85,7 @@ impl Config {
             w2_file_bytes: 256 << 20,
             w2_rounds: 2,
             one_gib_file: true,
-            w5_files: 200_000,
+            w5_files: 1_000_000,
             w6_files: 1_000,
             w6_rounds: 1,
             w8_versions: 10,
