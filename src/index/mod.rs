@@ -686,12 +686,7 @@ impl Index {
             // its own bytes never drops the content to zero in between.
             incref_content(t, counters, ing, c.chunks)?;
             if let Some(old) = &old {
-                t[T_FILE_IDS].remove(&old.id.to_be_bytes())?;
-                decref_content(t, counters, &old.rec.content)?;
-                counters.files -= 1;
-                counters.logical_bytes -= old.rec.size;
-                release.file_count -= 1;
-                release.file_bytes -= old.rec.size;
+                drop_replaced(t, counters, &mut release, old)?;
             }
             put(&t[T_FILES], &fkey, &row)?;
             t[T_FILE_IDS].insert(&c.id.to_be_bytes(), fkey.as_slice())?;
@@ -999,6 +994,23 @@ fn decref_content(t: &[TransactionalTree], counters: &mut Counters, id: &[u8; 32
     t[T_CONTENTS].remove(id.as_slice())?;
     t[T_BY_SHA1].remove(sha1_key(&rec.sha1, id))?;
     counters.contents -= 1;
+    Ok(())
+}
+
+/// Releases the file `old` that a new file at its key replaces (its record is overwritten by the
+/// caller): its id, its content reference and its share of the counters and of `release`.
+fn drop_replaced(
+    t: &[TransactionalTree],
+    counters: &mut Counters,
+    release: &mut ReleaseRec,
+    old: &FileRow,
+) -> TxResult<()> {
+    t[T_FILE_IDS].remove(&old.id.to_be_bytes())?;
+    decref_content(t, counters, &old.rec.content)?;
+    counters.files -= 1;
+    counters.logical_bytes -= old.rec.size;
+    release.file_count -= 1;
+    release.file_bytes -= old.rec.size;
     Ok(())
 }
 

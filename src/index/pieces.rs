@@ -12,8 +12,8 @@ use sled::transaction::TransactionalTree;
 
 use super::records::*;
 use super::{
-    abort, decref_content, get, incref_content, put, release_key, sled_err, ChunkLocations, Index,
-    TxResult,
+    abort, decref_content, drop_replaced, get, incref_content, put, release_key, sled_err,
+    ChunkLocations, Index, TxResult,
 };
 use super::{
     FileRow, T_BUNDLES, T_BUNDLE_ENTRIES, T_CONTENTS, T_DEBUG_IDS, T_FILES, T_FILE_IDS, T_PIECES,
@@ -234,14 +234,14 @@ impl Index {
         Ok(refs)
     }
 
-    /// Drops pieces last uploaded before `cutoff_ms` and the bundle files (not their entries)
+    /// Drops pieces last uploaded at or before `cutoff_ms` and the bundle files (not their entries)
     /// assembled before it. Returns (pieces, bundle files) dropped.
     pub fn expire_pieces(&self, cutoff_ms: i64) -> Result<(u64, u64)> {
         let mut old_pieces = Vec::new();
         for item in self.tree(T_PIECES).iter() {
             let (k, v) = item.map_err(sled_err("scan pieces"))?;
             let rec: PieceRec = super::codec::decode("piece record", &v)?;
-            if rec.created_ms < cutoff_ms {
+            if rec.created_ms <= cutoff_ms {
                 old_pieces.push(k.to_vec());
             }
         }
@@ -249,7 +249,7 @@ impl Index {
         for item in self.tree(T_BUNDLES).iter() {
             let (k, v) = item.map_err(sled_err("scan bundles"))?;
             let rec: BundleRec = super::codec::decode("bundle record", &v)?;
-            if rec.created_ms < cutoff_ms && rec.bundle_content.is_some() {
+            if rec.created_ms <= cutoff_ms && rec.bundle_content.is_some() {
                 old_bundles.push(k.to_vec());
             }
         }
@@ -257,7 +257,7 @@ impl Index {
             let (mut pieces, mut bundles) = (0, 0);
             for k in &old_pieces {
                 if let Some(rec) = get::<PieceRec>(&t[T_PIECES], k, "piece record")? {
-                    if rec.created_ms < cutoff_ms {
+                    if rec.created_ms <= cutoff_ms {
                         decref_content(t, counters, &rec.content)?;
                         t[T_PIECES].remove(k.as_slice())?;
                         pieces += 1;
@@ -311,12 +311,7 @@ fn put_entry_file(
     content.refcount += 1;
     put(&t[T_CONTENTS], &e.content, &content)?;
     if let Some(o) = &old {
-        t[T_FILE_IDS].remove(&o.id.to_be_bytes())?;
-        decref_content(t, counters, &o.rec.content)?;
-        counters.files -= 1;
-        counters.logical_bytes -= o.rec.size;
-        release.file_count -= 1;
-        release.file_bytes -= o.rec.size;
+        drop_replaced(t, counters, &mut release, o)?;
     }
     let row = FileRow {
         id,
