@@ -97,23 +97,22 @@ impl fmt::Display for VerifyReport {
 
 impl Store {
     /// Re-hashes every live chunk and every content and checks every index entry and content
-    /// refcount. Calls
-    /// `progress` as it goes. Returns a report naming each damaged file by its key; an `Err` only
-    /// when the index itself cannot be read at all.
+    /// refcount. Calls `progress` as it goes. Returns a report naming each damaged file by its
+    /// key; an `Err` only when the index itself cannot be read at all.
     pub fn verify(&self, progress: &mut dyn FnMut(Progress)) -> Result<VerifyReport> {
         let inner = &*self.inner;
         let index = &inner.index;
         let mut report = VerifyReport::default();
 
         // Pass 1: every live chunk, in file order so the reads are sequential.
-        // The live set, built here rather than with `Index::live_chunks` so that an unreadable
-        // manifest is a fault of its content (pass 2 reports it), not the end of verify.
-        let mut live = HashSet::new();
-        for item in index.all_contents() {
-            if let Ok(m) = item.and_then(|(id, rec)| index.manifest(&id, &rec)) {
-                live.extend(m.iter().map(|r| r.blake3));
-            }
-        }
+        // The live set from the manifests that can be read, not `Index::live_chunks`, which
+        // stops at the first that cannot: that is a fault of its content (pass 2 reports it),
+        // not the end of verify.
+        let live: HashSet<[u8; 32]> = index
+            .manifests()
+            .flatten()
+            .flat_map(|(_, m)| m.into_iter().map(|r| r.blake3))
+            .collect();
         let mut chunks: Vec<([u8; 32], ChunkRec)> = Vec::new();
         for item in index.all_chunks() {
             match item {

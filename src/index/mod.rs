@@ -896,13 +896,20 @@ impl Index {
         Ok(contents)
     }
 
+    /// Every content's manifest: (BLAKE3, chunk list), one item per content record; an item is
+    /// an error when the record or its manifest cannot be read.
+    pub fn manifests(&self) -> impl Iterator<Item = Result<([u8; 32], Vec<ChunkRef>)>> + '_ {
+        self.all_contents()
+            .map(|item| item.and_then(|(id, rec)| Ok((id, self.manifest(&id, &rec)?))))
+    }
+
     /// The live chunks: every chunk some content record's manifest lists (gc's mark phase).
     /// Holds one id per distinct live chunk in memory (~70 bytes each with the set's overhead).
+    /// Fails on the first manifest it cannot read: its chunks could not be told from garbage.
     pub fn live_chunks(&self) -> Result<HashSet<[u8; 32]>> {
         let mut live = HashSet::new();
-        for item in self.all_contents() {
-            let (id, rec) = item?;
-            live.extend(self.manifest(&id, &rec)?.iter().map(|r| r.blake3));
+        for m in self.manifests() {
+            live.extend(m?.1.iter().map(|r| r.blake3));
         }
         Ok(live)
     }
