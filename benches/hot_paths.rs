@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use relstore::segment::io::StdIo;
-use relstore::segment::record::encode_record;
-use relstore::segment::{ReadMode, Segments};
-use relstore::{ChunkingParams, Durability, ListQuery, ReleaseScope, Store, StoreOptions};
+use relstore::__private::{encode_record, ingest, Segments};
+use relstore::{
+    ChunkId, ChunkingParams, Durability, ListQuery, ReadMode, ReleaseScope, StdIo, Store,
+    StoreOptions,
+};
 
 fn random(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -41,7 +42,7 @@ fn hashing(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::from_parameter(size), &data, |b, d| {
             b.iter(|| {
-                relstore::content::ingest::ingest(
+                ingest(
                     &mut &d[..],
                     ChunkingParams::default(),
                     u64::MAX,
@@ -69,7 +70,7 @@ fn segment_append(c: &mut Criterion) {
         &mut batch,
         &payload,
         crc32fast::hash(&payload),
-        blake3::hash(&payload).as_bytes(),
+        &ChunkId::of(&payload),
     );
     let mut g = c.benchmark_group("segment");
     g.throughput(Throughput::Bytes(batch.len() as u64));
@@ -143,7 +144,7 @@ fn list_page(c: &mut Criterion) {
     c.bench_function("list/first page of 100 of 10,000", |b| {
         b.iter(|| store.list_files(&scope, &q).expect("list"))
     });
-    let cursor = relstore::hex(&scope.file("~/f009899.js", None).encode());
+    let cursor = relstore_testkit::hex(&scope.file("~/f009899.js", None).encode());
     let q = ListQuery {
         limit: 100,
         cursor: Some(cursor),

@@ -179,7 +179,13 @@ impl<R: Read + Seek> Bundle<R> {
         }
         self.budget = counted.left;
         r.map_err(|e| match e {
-            Error::Source(io) => invalid(format!("cannot read {zip_path:?}: {io}")),
+            // The archive's reader failed: the store's own error when the bundle's bytes came
+            // out of the store (a damaged chunk stays an integrity error), else the bundle's.
+            Error::UploadRead(io) if io.get_ref().is_some_and(|e| e.is::<Error>()) => *io
+                .into_inner()
+                .and_then(|e| e.downcast::<Error>().ok())
+                .expect("checked to hold a store error"),
+            Error::UploadRead(io) => invalid(format!("cannot read {zip_path:?}: {io}")),
             other => other,
         })
     }
@@ -237,7 +243,7 @@ pub fn parse_manifest(raw: &[u8]) -> Result<Manifest> {
         }
         crate::key::validate_name(&f.url).map_err(|e| invalid(format!("url {:?}: {e}", f.url)))?;
         let headers: Vec<(String, String)> = f.headers.into_iter().collect();
-        let headers = crate::store::validate_headers(&headers)
+        let headers = crate::key::validate_headers(&headers)
             .map_err(|e| invalid(format!("headers of {:?}: {e}", f.url)))?;
         files.push(ManifestFile {
             zip_path,
@@ -294,7 +300,7 @@ mod tests {
             assert_eq!(b.manifest.files[0].url, "~/app.js");
             let got = b.read_entry("files/_/_/app.js", |r| {
                 let mut v = Vec::new();
-                r.read_to_end(&mut v).map_err(Error::Source)?;
+                r.read_to_end(&mut v).map_err(Error::UploadRead)?;
                 Ok(v)
             });
             assert_eq!(got.unwrap(), b"console.log(1)");
@@ -350,7 +356,7 @@ mod tests {
                 match r.read(&mut buf) {
                     Ok(0) => return Ok(()),
                     Ok(n) => read += n as u64,
-                    Err(e) => return Err(Error::Source(e)),
+                    Err(e) => return Err(Error::UploadRead(e)),
                 }
             }
         });

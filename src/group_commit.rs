@@ -9,6 +9,8 @@
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 
+use crate::lock::lock;
+
 /// A shared sync point (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct GroupCommit {
@@ -26,7 +28,7 @@ struct State {
 
 impl GroupCommit {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// A ticket for the writes this thread completed before calling.
@@ -116,6 +118,58 @@ mod tests {
         let n = syncs.load(Ordering::SeqCst);
         assert!((1..=1600).contains(&n), "{n}");
         assert_eq!(gc.lock().done, 1600);
+    }
+
+    /// Seven writers that take their tickets while a sync runs are all covered by the one sync
+    /// that follows it: eight waiters, two syncs. A sync that served only its leader would make
+    /// eight.
+    #[test]
+    fn writers_arriving_during_a_sync_share_the_next_one() {
+        use std::sync::{mpsc, Barrier};
+        const LATE: usize = 7;
+        let gc = Arc::new(GroupCommit::default());
+        let syncs = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Barrier::new(LATE + 1));
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let started_rx = Arc::new(Mutex::new(started_rx));
+        let late: Vec<_> = (0..LATE)
+            .map(|_| {
+                let (gc, syncs, gate, started) =
+                    (gc.clone(), syncs.clone(), gate.clone(), started_rx.clone());
+                std::thread::spawn(move || {
+                    // Take the ticket only once the first sync is under way...
+                    lock(&started).recv().unwrap();
+                    let t = gc.ticket();
+                    // ...and let it finish only once every late writer holds a ticket.
+                    gate.wait();
+                    gc.wait(t, || {
+                        syncs.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    })
+                    .unwrap();
+                    t
+                })
+            })
+            .collect();
+        let first = gc.ticket();
+        gc.wait(first, || {
+            syncs.fetch_add(1, Ordering::SeqCst);
+            for _ in 0..LATE {
+                started_tx.send(()).unwrap();
+            }
+            gate.wait();
+            Ok(())
+        })
+        .unwrap();
+        let tickets: Vec<u64> = late.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(first, 1);
+        assert!(tickets.iter().all(|&t| t > first), "{tickets:?}");
+        assert_eq!(gc.lock().done, 1 + LATE as u64);
+        assert_eq!(
+            syncs.load(Ordering::SeqCst),
+            2,
+            "the late writers shared one sync"
+        );
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Typed keys and their byte encoding: the only place that turns names into index keys.
+//! Typed keys, their byte encoding, and every rule on input the store accepts: the only place
+//! that turns names into index keys, and the only place that says which names, versions, dists
+//! and headers are valid (the bundle reader and every store verb call in here).
 //!
 //! A key is a sequence of string parts. Each part is written with every `0x00` byte escaped as
 //! `0x00 0xFF` and closed by the terminator `0x00 0x01`. This encoding is
@@ -10,7 +12,7 @@
 //! File keys are ordered `org ‖ project ‖ release ‖ name ‖ dist`. The optional parts (project,
 //! dist) encode "none" as the empty part, which no valid slug or dist can be.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Object, Result};
 
 const ESC: u8 = 0x00;
 const ESCAPED_ZERO: u8 = 0xFF;
@@ -24,24 +26,17 @@ pub const MAX_DIST_CHARS: usize = 64;
 pub const MAX_SLUG_CHARS: usize = 100;
 /// Longest accepted release version, in characters (Sentry's limit).
 pub const MAX_VERSION_CHARS: usize = 200;
+/// Most headers a file may carry.
+pub const MAX_HEADERS: usize = 64;
+/// Largest total size of a file's header names and values, bytes.
+pub const MAX_HEADER_BYTES: usize = 16 << 10;
 
 /// Identifies one release file: `(org, project, release, dist, name)`.
 ///
 /// `project: None` is the organization-wide scope (files uploaded at the organization level);
-/// `dist: None` is "no dist".
-#[derive(
-    Clone,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-    bincode::Encode,
-    bincode::Decode,
-)]
+/// `dist: None` is "no dist". Keys order as their encodings do: `org ‖ project ‖ release ‖ name
+/// ‖ dist` (see [`FileKey::encode`]), which is the order of a listing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct FileKey {
     /// Organization slug.
     pub org: String,
@@ -129,7 +124,7 @@ impl FileKey {
         let parts = decode_parts(bytes, 5)?;
         let [org, project, release, name, dist]: [String; 5] = parts
             .try_into()
-            .map_err(|_| Error::corrupt("file key", "wrong number of parts"))?;
+            .map_err(|_| Error::corrupt(Object::Index("file key"), "wrong number of parts"))?;
         let opt = |s: String| if s.is_empty() { None } else { Some(s) };
         Ok(FileKey {
             org,
@@ -152,6 +147,34 @@ impl FileKey {
             validate_dist(d)?;
         }
         Ok(())
+    }
+}
+
+impl FileKey {
+    /// The parts in encoding order, `None` as the empty part.
+    fn parts(&self) -> [&str; 5] {
+        [
+            &self.org,
+            self.project.as_deref().unwrap_or(""),
+            &self.release,
+            &self.name,
+            self.dist.as_deref().unwrap_or(""),
+        ]
+    }
+}
+
+impl Ord for FileKey {
+    /// The order of the encoded keys (the index's order), not the fields' declaration order.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.parts()
+            .map(str::as_bytes)
+            .cmp(&other.parts().map(str::as_bytes))
+    }
+}
+
+impl PartialOrd for FileKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -183,7 +206,7 @@ pub fn encode_parts(parts: &[&str]) -> Vec<u8> {
 
 /// Decodes exactly `count` parts; trailing bytes, bad escapes or invalid UTF-8 are errors.
 pub fn decode_parts(bytes: &[u8], count: usize) -> Result<Vec<String>> {
-    let bad = |d: &str| Error::corrupt("key", d.to_owned());
+    let bad = |d: &str| Error::corrupt(Object::Index("key"), d);
     let mut parts = Vec::with_capacity(count);
     let mut cur = Vec::new();
     let mut i = 0;
@@ -324,6 +347,49 @@ pub fn validate_dist(dist: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks and normalises headers: at most [`MAX_HEADERS`], names are HTTP tokens, values carry
+/// no control characters, a later header replaces an earlier one of the same name, at most
+/// [`MAX_HEADER_BYTES`] in all.
+pub fn validate_headers(headers: &[(String, String)]) -> Result<Vec<(String, String)>> {
+    if headers.len() > MAX_HEADERS {
+        return Err(Error::invalid(
+            "headers",
+            format!("{} headers, the limit is {MAX_HEADERS}", headers.len()),
+        ));
+    }
+    let mut out: Vec<(String, String)> = Vec::with_capacity(headers.len());
+    let mut total = 0;
+    for (k, v) in headers {
+        let token = !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(Error::invalid(
+                "header",
+                format!("name {k:?} is not an HTTP token"),
+            ));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "header",
+                format!("value of {k} contains control characters (CR, LF, tab...)"),
+            ));
+        }
+        total += k.len() + v.len();
+        match out.iter_mut().find(|(ek, _)| ek == k) {
+            Some(e) => e.1 = v.clone(),
+            None => out.push((k.clone(), v.clone())),
+        }
+    }
+    if total > MAX_HEADER_BYTES {
+        return Err(Error::invalid(
+            "headers",
+            format!("{total} bytes in all, the limit is {MAX_HEADER_BYTES}"),
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +440,11 @@ mod tests {
             let parts_order = (ta.0.as_bytes(), ta.1.as_bytes(), ta.2.as_bytes(), ta.3.as_bytes(), ta.4.as_bytes())
                 .cmp(&(tb.0.as_bytes(), tb.1.as_bytes(), tb.2.as_bytes(), tb.3.as_bytes(), tb.4.as_bytes()));
             prop_assert_eq!(a.encode().cmp(&b.encode()), parts_order);
+        }
+
+        #[test]
+        fn key_order_is_the_encoded_order(a in any_key(), b in any_key()) {
+            prop_assert_eq!(a.cmp(&b), a.encode().cmp(&b.encode()));
         }
 
         #[test]

@@ -3,7 +3,7 @@
 //! Build pipelines upload the same minified JavaScript, source maps and debug files release after
 //! release, each differing from the last by a banner or a build stamp. relstore stores every
 //! distinct content once, and below that every distinct content-defined chunk once (FastCDC,
-//! 16 KiB average), indexes files by `(org, project, release, dist, name)` in sled with one
+//! 4 KiB average by default), indexes files by `(org, project, release, dist, name)` in sled with one
 //! transaction per operation, and acknowledges a write only once it would survive a crash.
 //! SHA-1 is the public checksum; BLAKE3 is the identity, so SHA-1 collisions never mix two files.
 //!
@@ -18,7 +18,7 @@
 //! let key = scope.file("~/static/app.js", None);
 //! let headers = vec![("Content-Type".to_string(), "text/javascript".to_string())];
 //! let file = store.upload(&key, &headers, &mut &b"console.log('hi')"[..], false)?;
-//! assert_eq!(file.sha1_hex().len(), 40);
+//! assert_eq!(file.sha1, relstore::Sha1::of(b"console.log('hi')"));
 //! assert_eq!(store.read(&key)?, b"console.log('hi')");
 //! let page = store.list_files(&scope, &ListQuery { limit: 100, ..Default::default() })?;
 //! assert_eq!(page.items.len(), 1);
@@ -28,70 +28,59 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-mod assemble;
-pub mod bundle;
-pub mod content;
-pub mod error;
-mod gc;
+// The layers, bottom to top (docs/architecture.md; `tests/it/layers.rs` fails on an import
+// that reaches upward or closes a cycle).
+// 0: the vocabulary.
+mod clock;
+mod error;
 mod group_commit;
-pub mod index;
-pub mod key;
-pub mod segment;
-mod staging;
+mod id;
+mod lock;
+// 1: input rules and formats that know nothing of storage.
+mod bundle;
+mod chunking;
+mod key;
+// 2: storage: the chunk bytes and the index.
+mod index;
+mod options;
+mod segment;
+// 3: the engine: one open store and its commit protocol.
+mod engine;
+// 4: the public façade.
 mod store;
-#[doc(hidden)]
-pub mod testing;
-pub mod tokens;
-mod verify;
 
-pub use assemble::{AssembleOutcome, AssembleRequest, BundleEntry, PieceBatch, MAX_PIECE_BYTES};
-pub use content::{ChunkingParams, ContentReader};
-pub use error::{Error, Result};
-pub use gc::{GcReport, COMPACT_BELOW};
-pub use key::{FileKey, ReleaseScope};
-pub use segment::ReadMode;
-pub use store::{
-    validate_headers, Durability, FileRecord, ListQuery, Page, Project, Release, ReleaseUpdate,
-    Stats, Store, StoreOptions, FORMAT_VERSION, MAX_HEADERS,
+#[cfg(feature = "test-support")]
+mod testing;
+
+pub use chunking::ChunkingParams;
+pub use engine::reader::ContentReader;
+pub use error::{Error, Object, Result};
+pub use id::{ChunkId, ContentId, ParseIdError, Sha1};
+pub use key::{
+    validate_dist, validate_headers, validate_name, validate_slug, validate_version, FileKey,
+    ReleaseScope, MAX_DIST_CHARS, MAX_HEADERS, MAX_HEADER_BYTES, MAX_NAME_BYTES, MAX_SLUG_CHARS,
+    MAX_VERSION_CHARS,
 };
-pub use tokens::{TokenInfo, ALL_SCOPES};
-mod server_support;
-pub use server_support::UploadTarget;
-pub use verify::{Fault, Progress, VerifyReport};
+pub use options::{Durability, StoreOptions};
+pub use segment::io::{SegmentFile, SegmentIo, StdIo};
+pub use segment::ReadMode;
+pub use store::types::{
+    FileRecord, ListQuery, Page, Progress, Project, Release, ReleaseUpdate, Stats,
+};
+pub use store::{
+    AssembleOutcome, AssembleRequest, BundleEntry, Failure, Fault, GcReport, PieceBatch, Store,
+    TokenInfo, UploadTarget, VerifyReport, ALL_SCOPES, COMPACT_BELOW, MAX_PIECE_BYTES,
+};
 
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
+/// Version of the store layout written in a store's `FORMAT` file.
+pub const FORMAT_VERSION: u32 = engine::FORMAT_VERSION;
 
-/// Parses lower- or upper-case hex; `None` for anything else.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    };
-    s.as_bytes()
-        .chunks(2)
-        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
-}
-
-/// Formats milliseconds since the Unix epoch as RFC 3339 with milliseconds and `Z`
-/// (`2018-08-22T18:24:15.908Z`), the shape of Sentry's `dateCreated`.
-pub fn rfc3339_ms(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
+/// Internals for the workspace's tests, fuzz targets and benches (feature `test-support`).
+/// Not a stable API: anything here may change in any release.
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::testing::*;
 }
 
 /// The README's examples, compiled and run as doctests.

@@ -21,7 +21,9 @@
 //! `Store::gc` in a loop, so kills also land during compaction; every fifth reopen and the last
 //! one also run `Store::verify`, which must find nothing.
 
-#[path = "common/faulty_io.rs"]
+// Shared with the main test binary; this one uses only the index recount.
+#[allow(dead_code)]
+#[path = "it/common/faulty_io.rs"]
 mod faulty_io;
 
 use std::collections::HashMap;
@@ -124,7 +126,7 @@ fn content(gen: u64) -> Vec<u8> {
 }
 
 fn sha1_hex(bytes: &[u8]) -> String {
-    relstore::hex(&Sha1::digest(bytes))
+    relstore_testkit::hex(&Sha1::digest(bytes))
 }
 
 fn say(line: &str) {
@@ -393,7 +395,7 @@ fn check_after_kill(
                     .read(&key)
                     .unwrap_or_else(|e| panic!("{context}: reading {n} failed: {e}"));
                 assert_eq!(
-                    relstore::hex(&Sha1::digest(&bytes)),
+                    relstore_testkit::hex(&Sha1::digest(&bytes)),
                     file.sha1_hex(),
                     "{context}: {n} returned bytes that differ from its SHA-1"
                 );
@@ -433,7 +435,7 @@ fn check_after_kill(
             let bytes = store.open_file(f).and_then(|mut r| r.read_to_vec());
             let bytes = bytes.unwrap_or_else(|e| panic!("{context}: listed {} fails: {e}", f.key));
             assert_eq!(
-                relstore::hex(&Sha1::digest(&bytes)),
+                relstore_testkit::hex(&Sha1::digest(&bytes)),
                 f.sha1_hex(),
                 "{context}: listed file {} returned bytes that differ from its SHA-1",
                 f.key

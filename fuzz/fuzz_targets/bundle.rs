@@ -5,7 +5,7 @@
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use relstore::bundle::{parse_manifest, Bundle, BundleLimits};
+use relstore::__private::{parse_manifest, Bundle, BundleLimits};
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_manifest(data);
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     let mut total = 0u64;
     for p in paths {
         if let Ok(n) = bundle.read_entry(&p, |r| {
-            std::io::copy(r, &mut std::io::sink()).map_err(|e| relstore::Error::Source(e))
+            std::io::copy(r, &mut std::io::sink()).map_err(relstore::Error::UploadRead)
         }) {
             total += n;
         }

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relstore::key::{decode_parts, encode_parts};
+use relstore::__private::{decode_parts, encode_parts};
 use relstore::FileKey;
 
 fuzz_target!(|data: &[u8]| {

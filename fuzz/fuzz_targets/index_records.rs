@@ -3,12 +3,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relstore::index::codec::{decode, encode, Record};
-use relstore::index::records::{
-    BundleEntryRec, BundleRec, ChunkRec, ChunkRef, ContentRec, Counters, FileRec, FormatRec,
-    PieceRec, ProjectRec, ReleaseRec, TokenRec,
+use relstore::__private::{decode, encode, Record};
+use relstore::__private::{
+    BundleEntryRec, BundleRec, ChunkRec, ChunkRef, ContentRec, Counters, FileRec, FileRow,
+    FormatRec, PieceRec, ProjectRec, ReleaseRec, StoredFileKey, TokenRec,
 };
-use relstore::index::FileRow;
 fn round_trip<T: Record + PartialEq + std::fmt::Debug>(bytes: &[u8]) {
     if let Ok(v) = decode::<T>("fuzz", bytes) {
         let again: T = decode("fuzz", &encode(&v)).expect("an encoded record decodes");
@@ -31,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         7 => round_trip::<Counters>(bytes),
         8 => round_trip::<TokenRec>(bytes),
         9 => round_trip::<FormatRec>(bytes),
-        10 => round_trip::<relstore::FileKey>(bytes),
+        10 => round_trip::<StoredFileKey>(bytes),
         11 => round_trip::<PieceRec>(bytes),
         12 => round_trip::<BundleRec>(bytes),
         _ => round_trip::<BundleEntryRec>(bytes),

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relstore::segment::record::{check_record, RecordHeader, HEADER_LEN};
+use relstore::__private::{check_record, RecordHeader, HEADER_LEN};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(h) = RecordHeader::decode(data) {
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again[8..HEADER_LEN - 4], data[8..HEADER_LEN - 4]);
         // Checked against its own header fields, a record is accepted only when its payload is
         // complete and matches its CRC32.
-        if let Ok(payload) = check_record(data, h.len, h.crc32, &h.blake3) {
+        if let Ok(payload) = check_record(data, h.len, h.crc32, &h.id) {
             assert_eq!(payload.len(), h.len as usize);
             assert_eq!(crc32fast_hash(payload), h.crc32);
         }
@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         let mut b3 = [0u8; 32];
         let n = data.len().min(32);
         b3[..n].copy_from_slice(&data[..n]);
-        let _ = check_record(&data[8..], len, crc, &b3);
+        let _ = check_record(&data[8..], len, crc, &relstore::ChunkId::from_bytes(b3));
     }
 });
 

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relstore::segment::{decode_segment_header, encode_segment_header, SEGMENT_HEADER_LEN};
+use relstore::__private::{decode_segment_header, encode_segment_header, SEGMENT_HEADER_LEN};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(id) = decode_segment_header(data) {

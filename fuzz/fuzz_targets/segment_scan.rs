@@ -2,9 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relstore::segment::record::{check_record, HEADER_LEN};
-use relstore::segment::recover::scan_slice;
-use relstore::segment::SEGMENT_HEADER_LEN;
+use relstore::__private::{check_record, scan_slice, HEADER_LEN, SEGMENT_HEADER_LEN};
 
 fuzz_target!(|data: &[u8]| {
     let out = scan_slice(data);
@@ -18,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
             &data[start..],
             r.header.len,
             r.header.crc32,
-            &r.header.blake3,
+            &r.header.id,
         )
         .expect("a scanned record passes the read-path check");
         at = r.offset + (HEADER_LEN + r.header.len as usize) as u64;

@@ -1,20 +1,33 @@
 //! The versioned value encoding of index records: one version byte, then bincode 2 (standard
 //! configuration, varint integers). The only module that calls bincode.
 //!
-//! Records derive bincode's own `Encode`/`Decode`, not serde: its decoder reads a `[u8; 32]` as
-//! one copy, where the serde route visits 32 bytes one by one (~12 % of a small read, perf). The
-//! bytes are the same either way (the test below holds every record type to it), so stores
-//! written through serde read unchanged.
+//! Records implement bincode's own `Encode`/`Decode`, not serde: its decoder reads a `[u8; 32]` as
+//! one copy, where the serde route visits 32 bytes one by one (docs/benchmarks.md, W4, has what
+//! that cost a small read). The bytes are the same either way (the test below holds every record
+//! type to it), so stores written through serde read unchanged.
+//!
+//! The public types a record holds (ids, file keys, chunking parameters) implement no bincode
+//! trait, so that bincode stays out of the public API: records list their fields with
+//! `stored!`, which encodes each through [`Field`], a crate-private trait that
+//! writes those types exactly as bincode writes the plain values inside them.
 //!
 //! Decoding treats its input as untrusted: a size limit keeps a damaged length prefix from
 //! allocating without bound, trailing bytes are an error, and an unknown version byte is a typed
 //! error rather than garbage.
 
-use crate::error::{Error, Result};
+use bincode::de::Decoder;
+use bincode::enc::Encoder;
+use bincode::error::{DecodeError, EncodeError};
+use bincode::{Decode, Encode};
+
+use crate::chunking::ChunkingParams;
+use crate::error::{Error, Object, Result};
+use crate::id::{ChunkId, ContentId, Sha1};
+use crate::key::FileKey;
 
 /// A type stored as an index record value.
-pub trait Record: bincode::Encode + bincode::Decode<()> {}
-impl<T: bincode::Encode + bincode::Decode<()>> Record for T {}
+pub trait Record: Encode + Decode<()> {}
+impl<T: Encode + Decode<()>> Record for T {}
 
 /// Version byte of every record value written by this build.
 pub const CODEC_VERSION: u8 = 1;
@@ -30,34 +43,127 @@ pub fn encode<T: Record>(value: &T) -> Vec<u8> {
 }
 
 /// Decodes a record value of type `T`, naming `what` in errors.
-pub fn decode<T: Record>(what: &str, bytes: &[u8]) -> Result<T> {
+pub fn decode<T: Record>(what: &'static str, bytes: &[u8]) -> Result<T> {
     let (&version, body) = bytes
         .split_first()
-        .ok_or_else(|| Error::corrupt(what.to_owned(), "empty record"))?;
+        .ok_or_else(|| Error::corrupt(Object::Index(what), "empty record"))?;
     if version != CODEC_VERSION {
-        return Err(Error::corrupt(
-            what.to_owned(),
-            format!("unknown record version {version}"),
-        ));
+        return Err(Error::UnsupportedVersion {
+            what: "index record",
+            found: version.into(),
+            supported: CODEC_VERSION.into(),
+        });
     }
     let cfg = bincode::config::standard().with_limit::<DECODE_LIMIT>();
     let (value, used) = bincode::decode_from_slice(body, cfg)
-        .map_err(|e| Error::corrupt(what.to_owned(), format!("undecodable record: {e}")))?;
+        .map_err(|e| Error::corrupt(Object::Index(what), format!("undecodable record: {e}")))?;
     if used != body.len() {
         return Err(Error::corrupt(
-            what.to_owned(),
+            Object::Index(what),
             "trailing bytes after record",
         ));
     }
     Ok(value)
 }
 
+/// One field of a stored record: bincode's encoding of the field's plain value. Implemented for
+/// every bincode type, and by hand for the public types records hold.
+pub(crate) trait Field: Sized {
+    fn encode_field<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError>;
+    fn decode_field<C, D: Decoder<Context = C>>(d: &mut D) -> Result<Self, DecodeError>;
+}
+
+impl<T: Encode + Decode<()>> Field for T {
+    fn encode_field<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        self.encode(e)
+    }
+    fn decode_field<C, D: Decoder<Context = C>>(d: &mut D) -> Result<Self, DecodeError> {
+        T::decode(&mut d.with_context(()))
+    }
+}
+
+macro_rules! id_field {
+    ($($id:ty),*) => {$(
+        impl Field for $id {
+            fn encode_field<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+                self.as_bytes().encode(e)
+            }
+            fn decode_field<C, D: Decoder<Context = C>>(d: &mut D) -> Result<Self, DecodeError> {
+                Field::decode_field(d).map(<$id>::from_bytes)
+            }
+        }
+    )*};
+}
+id_field!(ContentId, ChunkId, Sha1);
+
+impl Field for FileKey {
+    /// The fields in declaration order, as a derive would write them.
+    fn encode_field<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        self.org.encode(e)?;
+        self.project.encode(e)?;
+        self.release.encode(e)?;
+        self.dist.encode(e)?;
+        self.name.encode(e)
+    }
+    fn decode_field<C, D: Decoder<Context = C>>(d: &mut D) -> Result<Self, DecodeError> {
+        Ok(FileKey {
+            org: Field::decode_field(d)?,
+            project: Field::decode_field(d)?,
+            release: Field::decode_field(d)?,
+            dist: Field::decode_field(d)?,
+            name: Field::decode_field(d)?,
+        })
+    }
+}
+
+impl Field for ChunkingParams {
+    fn encode_field<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        self.min.encode(e)?;
+        self.avg.encode(e)?;
+        self.max.encode(e)
+    }
+    fn decode_field<C, D: Decoder<Context = C>>(d: &mut D) -> Result<Self, DecodeError> {
+        Ok(ChunkingParams {
+            min: Field::decode_field(d)?,
+            avg: Field::decode_field(d)?,
+            max: Field::decode_field(d)?,
+        })
+    }
+}
+
+/// Implements bincode's `Encode`, `Decode` and `BorrowDecode` for a record struct, field by field
+/// in the order given (which must be the declaration order: the encoding is the fields in turn).
+macro_rules! stored {
+    ($ty:ident { $($field:ident),* $(,)? }) => {
+        impl bincode::Encode for $ty {
+            fn encode<E: bincode::enc::Encoder>(
+                &self,
+                e: &mut E,
+            ) -> Result<(), bincode::error::EncodeError> {
+                $($crate::index::codec::Field::encode_field(&self.$field, e)?;)*
+                Ok(())
+            }
+        }
+
+        impl<C> bincode::Decode<C> for $ty {
+            fn decode<D: bincode::de::Decoder<Context = C>>(
+                d: &mut D,
+            ) -> Result<Self, bincode::error::DecodeError> {
+                Ok($ty {
+                    $($field: $crate::index::codec::Field::decode_field(d)?,)*
+                })
+            }
+        }
+
+        bincode::impl_borrow_decode!($ty);
+    };
+}
+pub(crate) use stored;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::index::records::*;
-    use crate::index::FileRow;
-    use crate::key::FileKey;
     use crate::segment::Location;
 
     /// The bytes serde's bincode route writes for `v`: how stores were written before records
@@ -79,6 +185,13 @@ mod tests {
         assert_eq!(back, v);
     }
 
+    /// A file key on its own, as a record: [`FileKey`] implements no bincode trait (it is public).
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct KeyOnly {
+        key: FileKey,
+    }
+    stored!(KeyOnly { key });
+
     #[test]
     fn every_record_type_encodes_to_the_bytes_serde_wrote() {
         let at = Location {
@@ -86,10 +199,10 @@ mod tests {
             offset: 1 << 40,
         };
         let chunk = ChunkRef {
-            blake3: [0xAB; 32],
+            id: ChunkId::from_bytes([0xAB; 32]),
             len: 70_000,
             crc32: 0xDEAD_BEEF,
-            at,
+            location_hint: at,
         };
         let key = FileKey {
             org: "acme".into(),
@@ -100,20 +213,20 @@ mod tests {
         };
         let file = FileRec {
             key: key.clone(),
-            content: [3; 32],
-            sha1: [4; 20],
+            content_id: ContentId::from_bytes([3; 32]),
+            sha1: Sha1::from_bytes([4; 20]),
             size: 123_456_789,
             headers: vec![("Content-Type".into(), "text/javascript".into())],
             created_ms: -5,
         };
         same(file.clone());
         same(FileRow { id: 42, rec: file });
-        same(key);
+        same(KeyOnly { key });
         same(at);
         same(chunk);
         same(vec![chunk; 3]);
         same(ContentRec {
-            sha1: [9; 20],
+            sha1: Sha1::from_bytes([9; 20]),
             size: 1 << 33,
             refcount: 3,
             chunk_count: 2,
@@ -145,7 +258,7 @@ mod tests {
         });
         same(FormatRec {
             version: 2,
-            chunking: crate::content::ChunkingParams::default(),
+            chunking: crate::chunking::ChunkingParams::default(),
         });
         same(TokenRec {
             org: "acme".into(),
@@ -154,21 +267,38 @@ mod tests {
             created_ms: 9,
         });
         same(PieceRec {
-            content: [1; 32],
+            content_id: ContentId::from_bytes([1; 32]),
             created_ms: 2,
         });
         same(BundleRec {
-            bundle_content: Some([5; 32]),
+            bundle_content: Some(ContentId::from_bytes([5; 32])),
             created_ms: 6,
             entry_count: 7,
         });
         same(BundleEntryRec {
             url: "~/static/app.js.map".into(),
             headers: vec![("debug-id".into(), "abc".into())],
-            content: [2; 32],
-            sha1: [3; 20],
+            content_id: ContentId::from_bytes([2; 32]),
+            sha1: Sha1::from_bytes([3; 20]),
             size: 99,
             debug_id: Some("abc".into()),
         });
+    }
+
+    #[test]
+    fn an_unknown_record_version_is_unsupported_not_garbage() {
+        let mut bytes = encode(&ProjectRec {
+            id: 1,
+            created_ms: 2,
+        });
+        bytes[0] = CODEC_VERSION + 1;
+        assert!(matches!(
+            decode::<ProjectRec>("project record", &bytes),
+            Err(Error::UnsupportedVersion {
+                found: 2,
+                supported: 1,
+                ..
+            })
+        ));
     }
 }

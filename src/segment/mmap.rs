@@ -12,27 +12,26 @@
 //! that is outside the contract (documented in docs/format.md), and reads check CRC32s, so
 //! modification in place is detected rather than returned.
 
-#![allow(unsafe_code)]
-
 use std::fs::File;
 use std::io;
 
 /// A read-only map of a sealed segment file.
 #[derive(Debug)]
-pub struct SealedMap(memmap2::Mmap);
+pub(crate) struct SealedMap(memmap2::Mmap);
 
 impl SealedMap {
     /// Maps `file`, which must be a sealed segment (see the module docs).
-    pub fn map_sealed(file: &File) -> io::Result<SealedMap> {
+    pub(crate) fn map_sealed(file: &File) -> io::Result<SealedMap> {
         // SAFETY: `file` is a sealed segment: the store never writes, truncates or extends it
         // while it is open (module docs), and the exclusive LOCK keeps other relstore processes
         // out. The map is read-only and lives no longer than the Arc that owns it.
+        #[expect(unsafe_code, reason = "the one memory map; soundness argued above")]
         let map = unsafe { memmap2::Mmap::map(file)? };
         Ok(SealedMap(map))
     }
 
     /// The mapped bytes.
-    pub fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
     }
 }

@@ -4,28 +4,24 @@
 //! active segment, makes them durable with a shared sync (group commit), seals a segment when it
 //! is full, and reads records back through a memory map (sealed segments) or positional reads
 //! (the active segment, or every segment in [`ReadMode::Pread`]). It never decides what is live:
-//! that is the index's job; it only stores and returns checked bytes.
+//! that is the index's job; it only stores and returns checked bytes. The byte layout is in
+//! [`format`] and `docs/format.md`.
 
+pub mod format;
 pub mod io;
 mod mmap;
-pub mod record;
 pub mod recover;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Object, Result};
 use crate::group_commit::GroupCommit;
+use crate::lock::{lock, read, write};
+use format::{decode_segment_header, encode_segment_header, SEGMENT_HEADER_LEN};
 use io::{SegmentFile, SegmentIo};
 use mmap::SealedMap;
-
-/// Magic bytes opening every segment file.
-pub const SEGMENT_MAGIC: [u8; 8] = *b"RELSTSEG";
-/// Version of the segment file layout.
-pub const SEGMENT_VERSION: u32 = 1;
-/// Size of the segment file header.
-pub const SEGMENT_HEADER_LEN: usize = 32;
 
 /// How sealed segments are read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,36 +53,6 @@ pub struct Location {
     pub segment: u32,
     /// Offset of the record header within the segment file.
     pub offset: u64,
-}
-
-/// Encodes the 32-byte segment file header.
-pub fn encode_segment_header(id: u32) -> [u8; SEGMENT_HEADER_LEN] {
-    let mut h = [0u8; SEGMENT_HEADER_LEN];
-    h[..8].copy_from_slice(&SEGMENT_MAGIC);
-    h[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
-    h[12..16].copy_from_slice(&id.to_le_bytes());
-    let crc = crc32fast::hash(&h[..28]);
-    h[28..32].copy_from_slice(&crc.to_le_bytes());
-    h
-}
-
-/// Decodes a segment file header and returns the segment id it names.
-pub fn decode_segment_header(h: &[u8]) -> Result<u32> {
-    let bad = |d: &str| Error::corrupt("segment header", d.to_owned());
-    if h.len() < SEGMENT_HEADER_LEN {
-        return Err(bad("file shorter than its header"));
-    }
-    if h[..8] != SEGMENT_MAGIC {
-        return Err(bad("bad magic (not a relstore segment)"));
-    }
-    if u32::from_le_bytes(h[28..32].try_into().expect("4")) != crc32fast::hash(&h[..28]) {
-        return Err(bad("header checksum mismatch"));
-    }
-    let version = u32::from_le_bytes(h[8..12].try_into().expect("4"));
-    if version != SEGMENT_VERSION {
-        return Err(bad(&format!("unsupported segment version {version}")));
-    }
-    Ok(u32::from_le_bytes(h[12..16].try_into().expect("4")))
 }
 
 /// The file name of segment `id`.
@@ -133,8 +99,9 @@ impl RunBytes {
             RunInner::Owned(v) => v,
             RunInner::Mapped(sealed, start, len) => match sealed.map.get() {
                 Some(Some(map)) => &map.bytes()[*start..*start + *len],
-                // `Mapped` is only built after the map was created and bounds-checked.
-                _ => &[],
+                _ => unreachable!(
+                    "`Mapped` is only built after the map was created and bounds-checked"
+                ),
             },
         }
     }
@@ -189,44 +156,7 @@ impl Segments {
             );
         }
         let active = match last {
-            Some(id) => {
-                let path = dir.join(segment_file_name(id));
-                let file = io
-                    .open(&path)
-                    .map_err(|e| Error::io("open segment", &path, e))?;
-                let len = file
-                    .len()
-                    .map_err(|e| Error::io("stat segment", &path, e))?;
-                if len < SEGMENT_HEADER_LEN as u64 {
-                    // Created but its header never made it: rewrite it.
-                    file.set_len(0)
-                        .map_err(|e| Error::io("truncate segment", &path, e))?;
-                    file.write_all_at(&encode_segment_header(id), 0)
-                        .map_err(|e| Error::io("write segment header", &path, e))?;
-                    file.sync_data()
-                        .map_err(|e| Error::io("sync segment", &path, e))?;
-                    Active {
-                        id,
-                        file,
-                        len: SEGMENT_HEADER_LEN as u64,
-                    }
-                } else {
-                    check_header(&*file, id, &path)?;
-                    let scan = recover::scan(len, |off, buf| file.read_exact_at(buf, off))
-                        .map_err(|e| Error::io("scan segment", &path, e))?;
-                    if scan.valid_end < len {
-                        file.set_len(scan.valid_end)
-                            .map_err(|e| Error::io("truncate torn segment tail", &path, e))?;
-                        file.sync_data()
-                            .map_err(|e| Error::io("sync segment", &path, e))?;
-                    }
-                    Active {
-                        id,
-                        file,
-                        len: scan.valid_end,
-                    }
-                }
-            }
+            Some(id) => open_active(&*io, dir, id)?,
             None => create_segment(&*io, dir, 1).map_err(|(e, _)| e)?,
         };
         Ok(Segments {
@@ -241,7 +171,7 @@ impl Segments {
     }
 
     fn lock_active(&self) -> MutexGuard<'_, Active> {
-        self.active.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.active)
     }
 
     /// Fails if an earlier sync failed (see [`Error::Poisoned`]).
@@ -323,31 +253,24 @@ impl Segments {
             e
         })?;
         let old = std::mem::replace(active, new);
-        self.sealed
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                old.id,
-                Arc::new(Sealed {
-                    file: old.file,
-                    map: OnceLock::new(),
-                }),
-            );
+        write(&self.sealed).insert(
+            old.id,
+            Arc::new(Sealed {
+                file: old.file,
+                map: OnceLock::new(),
+            }),
+        );
         Ok(())
     }
 
     fn next_id(&self, active: u32) -> u32 {
-        let sealed = self.sealed.read().unwrap_or_else(|p| p.into_inner());
+        let sealed = read(&self.sealed);
         sealed.keys().next_back().copied().unwrap_or(0).max(active) + 1
     }
 
     /// Removes a sealed segment file. Readers holding it keep their handle until they finish.
     pub fn remove(&self, id: u32) -> Result<()> {
-        let removed = self
-            .sealed
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        let removed = write(&self.sealed).remove(&id);
         if removed.is_some() {
             let path = self.path_of(id);
             std::fs::remove_file(&path).map_err(|e| Error::io("remove segment", &path, e))?;
@@ -357,7 +280,7 @@ impl Segments {
 
     /// Ids and lengths of the sealed segments.
     pub fn sealed_segments(&self) -> Vec<(u32, u64)> {
-        let sealed = self.sealed.read().unwrap_or_else(|p| p.into_inner());
+        let sealed = read(&self.sealed);
         sealed
             .iter()
             .map(|(id, s)| (*id, s.file.len().unwrap_or(0)))
@@ -390,15 +313,11 @@ impl Segments {
                 drop(active);
                 return self.pread(&*file, location, len);
             }
-            self.sealed
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&location.segment)
-                .cloned()
+            read(&self.sealed).get(&location.segment).cloned()
         };
         let Some(sealed) = sealed else {
             return Err(Error::corrupt(
-                format!("segment {}", location.segment),
+                Object::Segment(location.segment),
                 "the index refers to a segment that does not exist",
             ));
         };
@@ -416,7 +335,7 @@ impl Segments {
                         Ok(RunBytes(RunInner::Mapped(sealed.clone(), start, len)))
                     }
                     _ => Err(Error::corrupt(
-                        format!("segment {}", location.segment),
+                        Object::Segment(location.segment),
                         format!(
                             "record at {} (+{len}) lies past the end of the file",
                             location.offset
@@ -433,7 +352,7 @@ impl Segments {
         file.read_exact_at(&mut buf, location.offset).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 Error::corrupt(
-                    format!("segment {}", location.segment),
+                    Object::Segment(location.segment),
                     format!(
                         "record at {} (+{len}) lies past the end of the file",
                         location.offset
@@ -447,18 +366,63 @@ impl Segments {
     }
 }
 
+/// Opens the newest segment as the active one: rewrites a header that never made it, and cuts a
+/// torn tail after the last valid record (see [`recover::scan`]).
+fn open_active(io: &dyn SegmentIo, dir: &Path, id: u32) -> Result<Active> {
+    let path = dir.join(segment_file_name(id));
+    let file = io
+        .open(&path)
+        .map_err(|e| Error::io("open segment", &path, e))?;
+    let len = file
+        .len()
+        .map_err(|e| Error::io("stat segment", &path, e))?;
+    if len < SEGMENT_HEADER_LEN as u64 {
+        // Created but its header never made it: rewrite it.
+        file.set_len(0)
+            .map_err(|e| Error::io("truncate segment", &path, e))?;
+        file.write_all_at(&encode_segment_header(id), 0)
+            .map_err(|e| Error::io("write segment header", &path, e))?;
+        file.sync_data()
+            .map_err(|e| Error::io("sync segment", &path, e))?;
+        return Ok(Active {
+            id,
+            file,
+            len: SEGMENT_HEADER_LEN as u64,
+        });
+    }
+    check_header(&*file, id, &path)?;
+    let scan = recover::scan(len, |off, buf| file.read_exact_at(buf, off))
+        .map_err(|e| Error::io("scan segment", &path, e))?;
+    if scan.valid_end < len {
+        file.set_len(scan.valid_end)
+            .map_err(|e| Error::io("truncate torn segment tail", &path, e))?;
+        file.sync_data()
+            .map_err(|e| Error::io("sync segment", &path, e))?;
+    }
+    Ok(Active {
+        id,
+        file,
+        len: scan.valid_end,
+    })
+}
+
 fn check_header(file: &dyn SegmentFile, id: u32, path: &Path) -> Result<()> {
     let mut h = [0u8; SEGMENT_HEADER_LEN];
     file.read_exact_at(&mut h, 0)
         .map_err(|e| Error::io("read segment header", path, e))?;
     let named = decode_segment_header(&h).map_err(|e| match e {
-        Error::Corrupt { detail, .. } => Error::corrupt(path.display().to_string(), detail),
+        Error::Corrupt { detail, .. } => {
+            Error::corrupt(Object::Segment(id), format!("{}: {detail}", path.display()))
+        }
         other => other,
     })?;
     if named != id {
         return Err(Error::corrupt(
-            path.display().to_string(),
-            format!("header names segment {named}, the file name says {id}"),
+            Object::Segment(id),
+            format!(
+                "{}: the header names segment {named}, the file name says {id}",
+                path.display()
+            ),
         ));
     }
     Ok(())

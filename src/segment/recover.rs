@@ -4,8 +4,7 @@
 //! The scanner reads through a positional-read closure so the same code runs over a file and,
 //! in the fuzz target, over a byte slice.
 
-use super::record::{RecordHeader, HEADER_LEN, RECORD_MAGIC};
-use super::SEGMENT_HEADER_LEN;
+use super::format::{RecordHeader, HEADER_LEN, RECORD_MAGIC, SEGMENT_HEADER_LEN};
 
 /// One complete, CRC-checked record found by a scan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,7 +128,9 @@ fn next_record(
     Ok(None)
 }
 
-/// [`scan`] over an in-memory segment image (fuzzing and tests).
+/// [`scan`] over an in-memory segment image (for the fuzz target and the corruption tests,
+/// through the `test-support` feature).
+#[cfg(any(test, feature = "test-support"))]
 pub fn scan_slice(bytes: &[u8]) -> ScanOutcome {
     scan(bytes.len() as u64, |off, buf| {
         let start = usize::try_from(off).map_err(std::io::Error::other)?;

@@ -495,7 +495,7 @@ fn list(job: &Job) -> R<()> {
                 )?;
                 Ok((us(o), p.items.len(), p.next.is_some()))
             };
-            let cursor = relstore::hex(&scope.file(&last_after, None).encode());
+            let cursor = relstore_testkit::hex(&scope.file(&last_after, None).encode());
             let (mut a, mut b) = (Vec::new(), Vec::new());
             for _ in 0..REPS {
                 let (t1, n1, more1) = page(None)?;

@@ -95,7 +95,7 @@ pub fn ingest_one_core(data: &[u8], p: relstore::ChunkingParams) -> usize {
 
 /// relstore's own one-pass ingest (its SHA-1 runs on a second thread above 1 MiB).
 pub fn ingest_relstore(data: &[u8], p: relstore::ChunkingParams) -> usize {
-    let got = relstore::content::ingest::ingest(&mut &data[..], p, u64::MAX, &mut |_, _| Ok(()))
+    let got = relstore::__private::ingest(&mut &data[..], p, u64::MAX, &mut |_, _| Ok(()))
         .expect("in-memory ingest cannot fail");
     got.chunks.len()
 }
@@ -115,7 +115,7 @@ pub fn ingest_with_sled_records(
         .flush_every_ms(None)
         .open()?;
     let tree = db.open_tree("chunks")?;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<[u8; 32]>>(64);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<relstore::ChunkId>>(64);
     let n = std::thread::scope(|s| {
         let inserter = s.spawn(move || {
             let mut n = 0usize;
@@ -129,8 +129,8 @@ pub fn ingest_with_sled_records(
         });
         for b in bufs {
             let mut batch = Vec::with_capacity(256);
-            relstore::content::ingest::ingest(&mut &b[..], p, u64::MAX, &mut |_, meta| {
-                batch.push(meta.blake3);
+            relstore::__private::ingest(&mut &b[..], p, u64::MAX, &mut |_, meta| {
+                batch.push(meta.id);
                 if batch.len() == 256 {
                     // A closed channel means the inserter failed; its join reports why.
                     let _ = tx.send(std::mem::take(&mut batch));

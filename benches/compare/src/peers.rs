@@ -357,7 +357,7 @@ impl Plain {
         let mut f = File::create(&tmp)?;
         f.write_all(hex.as_bytes())?;
         f.sync_data()?;
-        let r = relstore::hex(&sha1::Sha1::digest(name.as_bytes()));
+        let r = relstore_testkit::hex(&sha1::Sha1::digest(name.as_bytes()));
         fs::rename(&tmp, self.dir.join("refs").join(r))?;
         Ok(())
     }
@@ -365,7 +365,7 @@ impl Plain {
 
 impl Peer for Plain {
     fn put(&self, name: &str, data: &[u8]) -> R<()> {
-        let hex = relstore::hex(&sha1::Sha1::digest(data));
+        let hex = relstore_testkit::hex(&sha1::Sha1::digest(data));
         let obj = self.object(&hex);
         if !obj.exists() {
             let tmp = self.tmp();
@@ -389,7 +389,7 @@ impl Peer for Plain {
             h.update(&buf[..n]);
             f.write_all(&buf[..n])?;
         }
-        let hex = relstore::hex(&h.finalize());
+        let hex = relstore_testkit::hex(&h.finalize());
         let obj = self.object(&hex);
         if obj.exists() {
             fs::remove_file(&tmp)?;
@@ -400,7 +400,7 @@ impl Peer for Plain {
         self.write_ref(name, &hex)
     }
     fn get(&self, name: &str) -> R<Vec<u8>> {
-        let r = relstore::hex(&sha1::Sha1::digest(name.as_bytes()));
+        let r = relstore_testkit::hex(&sha1::Sha1::digest(name.as_bytes()));
         let hex = fs::read_to_string(self.dir.join("refs").join(r))?;
         Ok(fs::read(self.object(&hex))?)
     }

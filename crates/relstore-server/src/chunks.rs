@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use relstore::{AssembleOutcome, AssembleRequest, Store};
+use relstore::{AssembleOutcome, AssembleRequest, Sha1, Store};
 use serde_json::{json, Value};
 
 use tokio::sync::mpsc;
@@ -166,10 +166,8 @@ fn store_pieces(
     org: &str,
     mut rx: mpsc::Receiver<PieceMsg>,
 ) -> relstore::Result<Option<Refusal>> {
-    let abandoned = || {
-        relstore::Error::Source(std::io::Error::other(
-            "the chunk-upload request ended early",
-        ))
+    let abandoned = || relstore::Error::Abandoned {
+        reason: "the chunk-upload request ended early".into(),
     };
     let mut batch = store.piece_batch(org)?;
     let mut refusal: Option<Refusal> = None;
@@ -201,7 +199,7 @@ fn store_pieces(
                 Some(sha1) => batch.add(sha1, &mut piece),
                 None => std::io::copy(&mut piece, &mut std::io::sink())
                     .map(|_| ())
-                    .map_err(relstore::Error::Source),
+                    .map_err(relstore::Error::UploadRead),
             };
             (added, piece.n)
         };
@@ -216,7 +214,7 @@ fn store_pieces(
             Err(relstore::Error::ChecksumMismatch { .. }) => Some(Refusal::ChecksumMismatch),
             // The part arrived whole (it drained to its end) but did not decode: gzip that is
             // not gzip cannot match its declared checksum.
-            Err(relstore::Error::Source(_)) => Some(Refusal::ChecksumMismatch),
+            Err(relstore::Error::UploadRead(_)) => Some(Refusal::ChecksumMismatch),
             Err(e) => return Err(e),
         };
         if let Some(t) = this {
@@ -331,12 +329,8 @@ pub async fn upload(
     })
 }
 
-fn parse_sha1(v: &Value) -> Option<[u8; 20]> {
-    let s = v.as_str()?;
-    if s.len() != 40 {
-        return None;
-    }
-    relstore::unhex(&s.to_ascii_lowercase())?.try_into().ok()
+fn parse_sha1(v: &Value) -> Option<Sha1> {
+    v.as_str()?.parse().ok()
 }
 
 /// Resolves project references (slugs, or numeric ids as JSON integers or decimal strings) to
@@ -371,11 +365,11 @@ fn resolve_projects(
 fn outcome_json(outcome: AssembleOutcome) -> Response {
     let body = match outcome {
         AssembleOutcome::Missing(missing) => {
-            json!({"state": "not_found", "missingChunks": missing.iter().map(|m| relstore::hex(m)).collect::<Vec<_>>(), "detail": null})
+            json!({"state": "not_found", "missingChunks": missing.iter().map(Sha1::to_string).collect::<Vec<_>>(), "detail": null})
         }
         AssembleOutcome::Ok { .. } => json!({"state": "ok", "missingChunks": [], "detail": null}),
-        AssembleOutcome::Failed(detail) => {
-            json!({"state": "error", "missingChunks": [], "detail": detail})
+        AssembleOutcome::Failed(failure) => {
+            json!({"state": "error", "missingChunks": [], "detail": crate::json::assemble_failure(failure)})
         }
         _ => json!({"state": "error", "missingChunks": [], "detail": "unknown assembly outcome"}),
     };
@@ -383,7 +377,7 @@ fn outcome_json(outcome: AssembleOutcome) -> Response {
 }
 
 /// The `checksum` and `chunks` of an assemble body, or the error text.
-fn checksum_and_chunks(body: &Value) -> Result<([u8; 20], Vec<[u8; 20]>), &'static str> {
+fn checksum_and_chunks(body: &Value) -> Result<(Sha1, Vec<Sha1>), &'static str> {
     let checksum = body
         .get("checksum")
         .and_then(parse_sha1)

@@ -100,7 +100,12 @@ impl From<relstore::Error> for ApiError {
                     "The store refuses writes after a failed disk sync; restart the server",
                 )
             }
-            E::Source(ref io) => ApiError::bad_request(format!("Reading the upload failed: {io}")),
+            E::UploadRead(ref io) => {
+                ApiError::bad_request(format!("Reading the upload failed: {io}"))
+            }
+            E::Abandoned { ref reason } => {
+                ApiError::bad_request(format!("Upload abandoned: {reason}"))
+            }
             other => ApiError::internal(other),
         }
     }

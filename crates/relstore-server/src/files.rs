@@ -77,10 +77,10 @@ fn list(
     };
     let fallback = items
         .last()
-        .map(|f| relstore::hex(&f.key.encode()))
+        .map(|f| crate::json::hex(&f.key.encode()))
         .or(page.cursor.clone())
         .unwrap_or_else(|| FIRST_CURSOR.into());
-    let mut resp = json_response(StatusCode::OK, &items);
+    let mut resp = json_response(StatusCode::OK, &crate::json::files(&items));
     let base = pagination::base_url(state.config.public_url.as_deref(), headers);
     resp.headers_mut().insert(
         axum::http::header::LINK,
@@ -145,7 +145,7 @@ fn rename(
         Some(_) => return Err(ApiError::field("dist", "Not a valid string.")),
     };
     let file = store.rename(id, &name, dist.as_deref())?;
-    Ok(json_response(StatusCode::OK, &file))
+    Ok(json_response(StatusCode::OK, &crate::json::FileJson(&file)))
 }
 
 fn delete(store: &Store, scope: &ReleaseScope, id: &str) -> Result<Response, ApiError> {
@@ -225,7 +225,7 @@ async fn get_in(
     if download {
         download::respond(s, file, &headers).await
     } else {
-        Ok(json_response(StatusCode::OK, &file))
+        Ok(json_response(StatusCode::OK, &crate::json::FileJson(&file)))
     }
 }
 

@@ -27,6 +27,7 @@ pub mod chunks;
 pub mod download;
 pub mod error;
 pub mod files;
+pub mod json;
 pub mod pagination;
 pub mod releases;
 pub mod upload;

@@ -28,8 +28,8 @@ pub fn release_json(r: &Release) -> Value {
         "shortVersion": short_version(&r.version),
         "ref": r.vcs_ref,
         "url": r.url,
-        "dateCreated": relstore::rfc3339_ms(r.created_ms),
-        "dateReleased": r.released_ms.map(relstore::rfc3339_ms),
+        "dateCreated": crate::json::rfc3339_ms(r.created_ms),
+        "dateReleased": r.released_ms.map(crate::json::rfc3339_ms),
         "dateStarted": null,
         "lastEvent": null,
         "firstEvent": null,
@@ -172,13 +172,13 @@ fn version_field(body: &Map<String, Value>) -> Result<String, ApiError> {
     if v.is_empty() {
         return Err(ApiError::field("version", "This field may not be blank."));
     }
-    if v.chars().count() > relstore::key::MAX_VERSION_CHARS {
+    if v.chars().count() > relstore::MAX_VERSION_CHARS {
         return Err(ApiError::field(
             "version",
             "Ensure this field has no more than 200 characters.",
         ));
     }
-    if relstore::key::validate_version(&v).is_err() {
+    if relstore::validate_version(&v).is_err() {
         return Err(ApiError::field(
             "version",
             format!("Release with name {v} is not allowed"),
@@ -199,7 +199,7 @@ fn project_slugs(store: &Store, org: &str, list: &[Value]) -> Result<Vec<String>
             Value::String(s) => match s.parse::<u64>().ok().and_then(by_id) {
                 Some(slug) => slug,
                 None => {
-                    relstore::key::validate_slug("project", s).map_err(|_| invalid())?;
+                    relstore::validate_slug("project", s).map_err(|_| invalid())?;
                     s.clone()
                 }
             },
@@ -222,7 +222,7 @@ fn create(
     let version = version_field(&body)?;
     let projects = match path_project {
         Some(p) => {
-            relstore::key::validate_slug("project", p).map_err(|_| ApiError::not_found())?;
+            relstore::validate_slug("project", p).map_err(|_| ApiError::not_found())?;
             vec![p.to_string()]
         }
         None => match body.get("projects") {
@@ -273,12 +273,12 @@ pub fn find_release(
 fn release_cursor(r: &Release) -> String {
     let mut raw = r.created_ms.to_be_bytes().to_vec();
     raw.extend_from_slice(r.version.as_bytes());
-    relstore::hex(&raw)
+    crate::json::hex(&raw)
 }
 
 fn parse_release_cursor(c: &str) -> Result<(i64, String), ApiError> {
     let bad = || ApiError::bad_request(INVALID_CURSOR);
-    let raw = relstore::unhex(c).ok_or_else(bad)?;
+    let raw = crate::json::unhex(c).ok_or_else(bad)?;
     if raw.len() < 9 {
         return Err(bad());
     }
@@ -517,11 +517,11 @@ mod tests {
     fn datetimes_parse_like_rfc3339() {
         assert_eq!(parse_datetime("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(
-            parse_datetime("2018-08-22T18:24:15.908Z").map(relstore::rfc3339_ms),
+            parse_datetime("2018-08-22T18:24:15.908Z").map(crate::json::rfc3339_ms),
             Some("2018-08-22T18:24:15.908Z".to_string())
         );
         assert_eq!(
-            parse_datetime("2018-08-22T20:24:15.9081234+02:00").map(relstore::rfc3339_ms),
+            parse_datetime("2018-08-22T20:24:15.9081234+02:00").map(crate::json::rfc3339_ms),
             Some("2018-08-22T18:24:15.908Z".to_string())
         );
         assert_eq!(parse_datetime("2018-08-22"), None);

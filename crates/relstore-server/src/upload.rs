@@ -298,5 +298,8 @@ pub async fn upload(
     };
     let file = sink.finish(Some(target)).await?;
     tracing::info!(id = file.id, key = %file.key, size = file.size, "stored");
-    Ok(json_response(StatusCode::CREATED, &file))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &crate::json::FileJson(&file),
+    ))
 }

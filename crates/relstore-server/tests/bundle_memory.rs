@@ -297,8 +297,8 @@ fn a_1_gib_bundle_uploads_and_assembles_under_256_mib_of_peak_memory() {
     let (checksum, pieces, bundle_size) = piece_sha1s(&bundle_path, chunk_size);
     assert!(bundle_size > 1 << 30, "a bundle of {bundle_size} bytes");
     let assemble_body = json!({
-        "checksum": relstore::hex(&checksum),
-        "chunks": pieces.iter().map(|p| relstore::hex(p)).collect::<Vec<_>>(),
+        "checksum": relstore_testkit::hex(&checksum),
+        "chunks": pieces.iter().map(|p| relstore_testkit::hex(p)).collect::<Vec<_>>(),
         "projects": ["web"],
         "version": "1.0",
     });
@@ -324,7 +324,7 @@ fn a_1_gib_bundle_uploads_and_assembles_under_256_mib_of_peak_memory() {
     let mut batches: Vec<Vec<usize>> = Vec::new();
     let mut batch_bytes = 0u64;
     for (i, p) in pieces.iter().enumerate() {
-        if !missing.contains(&relstore::hex(p)) {
+        if !missing.contains(&relstore_testkit::hex(p)) {
             continue;
         }
         let len = chunk_size.min(bundle_size - i as u64 * chunk_size);
@@ -350,7 +350,7 @@ fn a_1_gib_bundle_uploads_and_assembles_under_256_mib_of_peak_memory() {
                         file_range_body(&bundle_path, offset, len),
                         len,
                     )
-                    .file_name(relstore::hex(&pieces[i]))
+                    .file_name(relstore_testkit::hex(&pieces[i]))
                     .mime_str("application/octet-stream")
                     .unwrap();
                     form = form.part("file", part);
@@ -443,7 +443,12 @@ fn a_1_gib_bundle_uploads_and_assembles_under_256_mib_of_peak_memory() {
             .find(|f| f.key.name == e.url)
             .unwrap_or_else(|| panic!("{} not listed", e.url));
         assert_eq!(f.size, e.size, "{}", e.url);
-        assert_eq!(relstore::hex(&f.sha1), relstore::hex(&e.sha1), "{}", e.url);
+        assert_eq!(
+            relstore_testkit::hex(f.sha1.as_bytes()),
+            relstore_testkit::hex(&e.sha1),
+            "{}",
+            e.url
+        );
     }
     let biggest = &entries[0];
     let f = page
@@ -462,8 +467,8 @@ fn a_1_gib_bundle_uploads_and_assembles_under_256_mib_of_peak_memory() {
         sha1.update(&buf[..n]);
     }
     assert_eq!(
-        relstore::hex(&sha1.finalize()),
-        relstore::hex(&biggest.sha1),
+        relstore_testkit::hex(&sha1.finalize()),
+        relstore_testkit::hex(&biggest.sha1),
         "stored bytes of {}",
         biggest.url
     );

@@ -34,7 +34,7 @@ fn env() -> Env {
 }
 
 fn sha1_hex(b: &[u8]) -> String {
-    relstore::hex(&sha1::Sha1::digest(b))
+    relstore_testkit::hex(&sha1::Sha1::digest(b))
 }
 
 async fn call(e: &Env, config: Config, req: Request<Body>) -> (StatusCode, Vec<u8>) {
@@ -253,7 +253,7 @@ async fn chunk_upload_errors_in_contract_order_and_nothing_stored_on_failure() {
     );
     assert_eq!(
         e.store
-            .missing_pieces("acme", &[sha1::Sha1::digest(&good).into()])
+            .missing_pieces("acme", &[relstore::Sha1::of(&good)])
             .unwrap()
             .len(),
         1
@@ -270,10 +270,7 @@ async fn chunk_upload_errors_in_contract_order_and_nothing_stored_on_failure() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let ids: Vec<[u8; 20]> = vec![
-        sha1::Sha1::digest(&good).into(),
-        sha1::Sha1::digest(&other).into(),
-    ];
+    let ids: Vec<relstore::Sha1> = vec![relstore::Sha1::of(&good), relstore::Sha1::of(&other)];
     assert!(e.store.missing_pieces("acme", &ids).unwrap().is_empty());
 
     // What sentry-cli 3.x sends: four full 8 MiB pieces (32 MiB decoded) gzipped, which makes
@@ -289,10 +286,7 @@ async fn chunk_upload_errors_in_contract_order_and_nothing_stored_on_failure() {
         .map(|i| ("file_gzip", names[i].as_str(), gz[i].as_slice()))
         .collect();
     assert_eq!(post_chunks(&e, &parts).await.0, StatusCode::OK);
-    let ids: Vec<[u8; 20]> = pieces
-        .iter()
-        .map(|p| sha1::Sha1::digest(p).into())
-        .collect();
+    let ids: Vec<relstore::Sha1> = pieces.iter().map(|p| relstore::Sha1::of(p)).collect();
     assert!(e.store.missing_pieces("acme", &ids).unwrap().is_empty());
 }
 

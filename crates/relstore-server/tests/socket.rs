@@ -348,7 +348,7 @@ async fn graceful_shutdown_finishes_an_upload_in_flight_and_refuses_new_connecti
     let resp = request.await.unwrap().expect("the upload got an answer");
     let (s, v) = net_support::json_of(resp).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    let want_sha1 = relstore::hex(&sha1.finalize());
+    let want_sha1 = relstore_testkit::hex(&sha1.finalize());
     assert_eq!(v["sha1"], want_sha1.as_str());
     assert_eq!(v["size"], total);
 
@@ -376,5 +376,5 @@ async fn graceful_shutdown_finishes_an_upload_in_flight_and_refuses_new_connecti
         n_read += n as u64;
     }
     assert_eq!(n_read, total);
-    assert_eq!(relstore::hex(&h.finalize()), want_sha1);
+    assert_eq!(relstore_testkit::hex(&h.finalize()), want_sha1);
 }

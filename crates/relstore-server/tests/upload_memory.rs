@@ -49,7 +49,7 @@ async fn a_1_gib_upload_over_http_keeps_peak_rss_under_256_mib() {
             if pos == SIZE {
                 let mut g = out.lock().unwrap();
                 if g.sha1.is_none() {
-                    g.sha1 = Some(relstore::hex(&sha1.clone().finalize()));
+                    g.sha1 = Some(relstore_testkit::hex(&sha1.clone().finalize()));
                     g.peak_at_end = Some(status_bytes("VmHWM:"));
                 }
                 return None;

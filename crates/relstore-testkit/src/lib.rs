@@ -1,6 +1,7 @@
 //! Test support shared by the workspace's integration tests: one seeded pseudo-random generator
-//! (sequential and random-access), the locator for the public SHA-1 collision pairs, and a reader
-//! of this process's memory figures in `/proc/self/status`.
+//! (sequential and random-access), hex and SHA-1 hex as the tests' independent expectation, the
+//! locator for the public SHA-1 collision pairs, and a reader of this process's memory figures in
+//! `/proc/self/status`.
 //!
 //! It holds only what several test binaries of different crates need in the same form; helpers
 //! tied to one crate's API stay in that crate's `tests/`. It depends on no workspace crate, so
@@ -73,6 +74,27 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len];
     random_bytes_at(seed, 0, &mut out);
     out
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of a hex string (either case); panics on anything else (test input).
+pub fn unhex(s: &str) -> Vec<u8> {
+    assert!(s.len().is_multiple_of(2), "odd-length hex {s:?}");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or_else(|_| panic!("hex {s:?}")))
+        .collect()
+}
+
+/// The SHA-1 of `bytes` as 40 lower-case hex characters, computed by the `sha1` crate: the
+/// tests' expectation, independent of the code under test.
+pub fn sha1_hex(bytes: &[u8]) -> String {
+    use sha1::Digest;
+    hex(&sha1::Sha1::digest(bytes))
 }
 
 /// The `tests/data` folder of the `sha1-checked` 0.10.0 package, which ships the two public
@@ -189,6 +211,13 @@ mod tests {
         let [hwm, rss] = proc_status(["VmHWM:", "VmRSS:"]);
         assert!(rss > 0 && hwm >= rss, "VmHWM {hwm} VmRSS {rss}");
         assert!(status_bytes("VmHWM:") >= hwm);
+    }
+
+    #[test]
+    fn hex_round_trips_and_sha1_is_the_known_one() {
+        assert_eq!(hex(&[0, 0xAB, 0x10]), "00ab10");
+        assert_eq!(unhex("00AB10"), [0, 0xAB, 0x10]);
+        assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
     }
 
     #[test]

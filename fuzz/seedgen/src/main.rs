@@ -4,11 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use relstore::index::codec::encode;
-use relstore::index::Index;
-use relstore::segment::record::HEADER_LEN;
-use relstore::segment::recover::scan_slice;
-use relstore::segment::SEGMENT_HEADER_LEN;
+use relstore::__private::{encode, scan_slice, Index, StoredFileKey, HEADER_LEN, SEGMENT_HEADER_LEN};
 use relstore::{ChunkingParams, ListQuery, ReleaseScope, Store, StoreOptions};
 
 fn write(corpus: &Path, target: &str, n: &mut usize, bytes: &[u8]) {
@@ -115,12 +111,17 @@ fn main() {
         let row = row.expect("row");
         rec(0, encode(&row));
         rec(1, encode(&row.rec));
-        rec(10, encode(&row.rec.key));
-        let content = index.content(&row.rec.content).expect("c").expect("c");
+        rec(
+            10,
+            encode(&StoredFileKey {
+                key: row.rec.key.clone(),
+            }),
+        );
+        let content = index.content(&row.rec.content_id).expect("c").expect("c");
         rec(2, encode(&content));
         rec(
             3,
-            encode(&index.manifest(&row.rec.content, &content).expect("m")),
+            encode(&index.manifest(&row.rec.content_id, &content).expect("m")),
         );
     }
     for c in index.all_chunks().take(3) {

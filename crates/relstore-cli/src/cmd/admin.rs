@@ -188,7 +188,7 @@ pub fn stats(data: &Path, a: &StatsArgs) -> anyhow::Result<ExitCode> {
 /// Scans every file of every release and ranks releases by the bytes of contents only they use.
 fn top_releases(store: &Store, n: usize) -> anyhow::Result<Vec<TopRelease>> {
     // content id -> (size, the one release using it, or None once a second one does)
-    let mut owner: HashMap<[u8; 32], (u64, Option<usize>)> = HashMap::new();
+    let mut owner: HashMap<relstore::ContentId, (u64, Option<usize>)> = HashMap::new();
     let mut rels: Vec<TopRelease> = Vec::new();
     for org in store.orgs()? {
         for r in store.releases(&org, None)? {
@@ -258,7 +258,7 @@ pub fn releases(data: &Path, a: &ReleasesArgs) -> anyhow::Result<ExitCode> {
             rows.push(ReleaseRow {
                 org: r.org,
                 version: r.version,
-                date_created: relstore::rfc3339_ms(r.created_ms),
+                date_created: relstore_server::json::rfc3339_ms(r.created_ms),
                 projects: r.projects.into_iter().map(|p| p.slug).collect(),
                 files: r.file_count,
                 bytes: r.file_bytes,
@@ -331,7 +331,7 @@ pub fn prune(data: &Path, a: &PruneArgs) -> anyhow::Result<ExitCode> {
         if a.json {
             let v = serde_json::json!({
                 "dry_run": true,
-                "cutoff": relstore::rfc3339_ms(cutoff),
+                "cutoff": relstore_server::json::rfc3339_ms(cutoff),
                 "releases": old.iter().map(|r| &r.version).collect::<Vec<_>>(),
                 "files": files,
                 "bytes": bytes,
@@ -357,7 +357,7 @@ pub fn prune(data: &Path, a: &PruneArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         let v = serde_json::json!({
             "dry_run": false,
-            "cutoff": relstore::rfc3339_ms(cutoff),
+            "cutoff": relstore_server::json::rfc3339_ms(cutoff),
             "releases": old.iter().map(|r| &r.version).collect::<Vec<_>>(),
             "files": files,
             "bytes": bytes,

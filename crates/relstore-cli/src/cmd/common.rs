@@ -92,7 +92,15 @@ pub fn open_store_with(opts: StoreOptions, create: bool) -> anyhow::Result<Store
             data.display()
         );
     }
-    Store::open(opts).with_context(|| format!("cannot open the store at {}", data.display()))
+    match Store::open(opts) {
+        // The library names the held lock; which flag picks another store is the CLI's to say.
+        Err(e @ relstore::Error::Locked { .. }) => Err(anyhow::Error::new(e).context(format!(
+            "cannot open the store at {}; stop the process that holds it or use another --data \
+             directory",
+            data.display()
+        ))),
+        r => r.with_context(|| format!("cannot open the store at {}", data.display())),
+    }
 }
 
 /// Fails with a helpful message when the release of `scope` does not exist (or, for a project

@@ -198,12 +198,11 @@ fn write_one(
         }
         out.flush()
             .with_context(|| format!("cannot write {}", tmp.display()))?;
-        let sha1: [u8; 20] = h.finalize().into();
+        let sha1 = relstore::Sha1::from_bytes(h.finalize().into());
         if sha1 != f.sha1 {
             bail!(
-                "SHA-1 mismatch: read {} but the record says {}; run `relstore verify`",
-                relstore::hex(&sha1),
-                f.sha1_hex()
+                "SHA-1 mismatch: read {sha1} but the record says {}; run `relstore verify`",
+                f.sha1
             );
         }
         std::fs::rename(&tmp, target)

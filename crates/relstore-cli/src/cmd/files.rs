@@ -169,7 +169,10 @@ pub fn upload(data: &Path, a: &UploadArgs) -> anyhow::Result<ExitCode> {
         ),
         Err(e) => return Err(e).with_context(|| format!("cannot upload {}", a.file.display())),
     };
-    println!("{}", serde_json::to_string(&file)?);
+    println!(
+        "{}",
+        serde_json::to_string(&relstore_server::json::FileJson(&file))?
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -217,7 +220,10 @@ pub fn ls(data: &Path, a: &LsArgs) -> anyhow::Result<ExitCode> {
         files.retain(|f| f.key.dist.as_deref() == Some(d));
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&files)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&relstore_server::json::files(&files))?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     if files.is_empty() {
@@ -315,8 +321,8 @@ pub fn info(data: &Path, a: &InfoArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(data, false)?;
     let f = find_file(&store, &a.scope, a.dist.as_deref(), &a.name)?;
     if a.json {
-        let mut v = serde_json::to_value(&f)?;
-        v["contentId"] = relstore::hex(&f.content_id).into();
+        let mut v = serde_json::to_value(relstore_server::json::FileJson(&f))?;
+        v["contentId"] = f.content_id.to_string().into();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -331,8 +337,11 @@ pub fn info(data: &Path, a: &InfoArgs) -> anyhow::Result<ExitCode> {
     println!("id:       {}", f.id);
     println!("size:     {} ({} bytes)", human_bytes(f.size), f.size);
     println!("sha1:     {}", f.sha1_hex());
-    println!("content:  {} (BLAKE3)", relstore::hex(&f.content_id));
-    println!("created:  {}", relstore::rfc3339_ms(f.created_ms));
+    println!("content:  {} (BLAKE3)", f.content_id);
+    println!(
+        "created:  {}",
+        relstore_server::json::rfc3339_ms(f.created_ms)
+    );
     if f.headers.is_empty() {
         println!("headers:  (none)");
     } else {

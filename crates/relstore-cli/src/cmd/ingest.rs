@@ -179,7 +179,11 @@ pub fn run(data: &Path, a: &IngestArgs) -> anyhow::Result<ExitCode> {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         for rec in &stored {
-            writeln!(out, "{}", serde_json::to_string(rec)?)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&relstore_server::json::FileJson(rec))?
+            )?;
         }
         writeln!(
             out,
@@ -393,7 +397,7 @@ fn try_ingest_one(
     if let Some(old) = &existing {
         if old.size == item.size {
             let sha1 = sha1_of(&mut file).context("cannot read")?;
-            if sha1 == old.sha1 {
+            if sha1 == *old.sha1.as_bytes() {
                 pb.inc(item.size);
                 return Ok(Outcome::Unchanged);
             }

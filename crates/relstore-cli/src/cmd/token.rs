@@ -51,7 +51,7 @@ pub fn run(data: &Path, cmd: &TokenCmd) -> anyhow::Result<ExitCode> {
                         t.id,
                         t.org,
                         t.scopes.join(","),
-                        relstore::rfc3339_ms(t.created_ms),
+                        relstore_server::json::rfc3339_ms(t.created_ms),
                         t.label
                     );
                 }

@@ -239,7 +239,7 @@ pub async fn download(c: &reqwest::Client, token: &str, files_url: &str, id: &st
 /// Lower-case hex SHA-1 of `b`.
 pub fn sha1_hex(b: &[u8]) -> String {
     use sha1::Digest;
-    relstore::hex(&sha1::Sha1::digest(b))
+    relstore_testkit::hex(&sha1::Sha1::digest(b))
 }
 
 /// A fresh store in `dir/data` with release `1.0` of organization `acme`, project `web`, served
