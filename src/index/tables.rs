@@ -101,7 +101,7 @@ pub(crate) const BUNDLE_ENTRIES: Table<BundleEntryRec> =
 pub(crate) const DEBUG_IDS: Table<Raw> = table(13, "debug_ids", "debug id index");
 
 /// The names of every tree, in position order (what the index opens).
-pub(crate) const ALL: [&str; 14] = [
+pub const ALL: [&str; 14] = [
     FILES.name,
     FILE_IDS.name,
     CONTENTS.name,

@@ -1,11 +1,9 @@
 //! The offline tools through the real binary: ingest, export, prune, verify and gc.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{tree, Env, COUNTS};
+use crate::common::{tree, Env, COUNTS};
 use relstore_testkit::random_bytes;
 use serde_json::{json, Value};
 

@@ -1,9 +1,7 @@
 //! The single-file commands through the real binary: upload, cat, ls, rm, info, stats, releases,
 //! and the help, exit-code and completion ergonomics.
 
-mod common;
-
-use common::{Env, COUNTS};
+use crate::common::{Env, COUNTS};
 use relstore_testkit::{collision_data, random_bytes};
 use serde_json::{json, Value};
 
