@@ -443,3 +443,28 @@ fn the_layer_checker_sees_upward_imports_and_cycles() {
         ["a", "b", "c"].map(String::from).into()
     );
 }
+
+/// The README's layout block names every module of `src/` (a new module must be placed there).
+#[test]
+fn the_readme_layout_names_every_module() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let layout = readme
+        .split("## Layout")
+        .nth(1)
+        .and_then(|s| s.split("```text").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("a text block under '## Layout'");
+    let mut missing = Vec::new();
+    for e in std::fs::read_dir(root().join("src")).expect("src") {
+        let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+        let shown = if name.ends_with(".rs") {
+            name.clone()
+        } else {
+            format!("{name}/")
+        };
+        if !layout.contains(&shown) {
+            missing.push(shown);
+        }
+    }
+    assert!(missing.is_empty(), "README layout lacks {missing:?}");
+}
