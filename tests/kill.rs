@@ -21,10 +21,10 @@
 //! `Store::gc` in a loop, so kills also land during compaction; every fifth reopen and the last
 //! one also run `Store::verify`, which must find nothing.
 
-// Shared with the main test binary; this one uses only the index recount.
+// Shared with the main test binary; this one uses only part of it.
 #[allow(dead_code)]
-#[path = "it/common/faulty_io.rs"]
-mod faulty_io;
+#[path = "it/common/mod.rs"]
+mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -34,11 +34,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use relstore::{
-    ChunkingParams, Durability, ListQuery, ReadMode, ReleaseScope, Store, StoreOptions,
-};
-use relstore_testkit::Rng;
-use sha1::{Digest, Sha1};
+use common::{scope, small_chunk_options};
+use relstore::{Durability, ListQuery, ReadMode, Store, StoreOptions};
+use relstore_testkit::{sha1_hex, Rng};
 
 const CHILD_DIR_ENV: &str = "RELSTORE_KILL_CHILD_DIR";
 const CHILD_SEED_ENV: &str = "RELSTORE_KILL_CHILD_SEED";
@@ -48,10 +46,6 @@ const NAMES: usize = 24;
 const MAX_STEPS_PER_THREAD: usize = 3000;
 /// How long the parent waits for a child line before declaring the child stuck.
 const LINE_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn scope() -> ReleaseScope {
-    ReleaseScope::project("acme", "web", "1.0")
-}
 
 fn name(i: usize) -> String {
     format!("~/static/f{i:02}.js")
@@ -72,17 +66,11 @@ fn durability(batched: bool) -> Durability {
 }
 
 fn options(dir: &Path, read_mode: ReadMode, batched: bool) -> StoreOptions {
-    StoreOptions::new(dir)
+    // Small chunks and segments: many chunk records, shared chunks and segment rolls per
+    // cycle, so kills land in every part of the write path.
+    small_chunk_options(dir)
         .durability(durability(batched))
-        // Small chunks and segments: many chunk records, shared chunks and segment rolls per
-        // cycle, so kills land in every part of the write path.
-        .chunking(ChunkingParams {
-            min: 1024,
-            avg: 4096,
-            max: 16384,
-        })
         .segment_max_bytes(256 << 10)
-        .cache_bytes(4 << 20)
         .read_mode(read_mode)
 }
 
@@ -123,10 +111,6 @@ fn content(gen: u64) -> Vec<u8> {
         }
     }
     bytes
-}
-
-fn sha1_hex(bytes: &[u8]) -> String {
-    relstore_testkit::hex(&Sha1::digest(bytes))
 }
 
 fn say(line: &str) {
@@ -395,7 +379,7 @@ fn check_after_kill(
                     .read(&key)
                     .unwrap_or_else(|e| panic!("{context}: reading {n} failed: {e}"));
                 assert_eq!(
-                    relstore_testkit::hex(&Sha1::digest(&bytes)),
+                    sha1_hex(&bytes),
                     file.sha1_hex(),
                     "{context}: {n} returned bytes that differ from its SHA-1"
                 );
@@ -435,7 +419,7 @@ fn check_after_kill(
             let bytes = store.open_file(f).and_then(|mut r| r.read_to_vec());
             let bytes = bytes.unwrap_or_else(|e| panic!("{context}: listed {} fails: {e}", f.key));
             assert_eq!(
-                relstore_testkit::hex(&Sha1::digest(&bytes)),
+                sha1_hex(&bytes),
                 f.sha1_hex(),
                 "{context}: listed file {} returned bytes that differ from its SHA-1",
                 f.key
@@ -461,7 +445,7 @@ fn check_after_kill(
         );
     }
     drop(store);
-    faulty_io::assert_index_consistent(dir);
+    common::faulty_io::assert_index_consistent(dir);
     observed
 }
 
@@ -531,7 +515,7 @@ fn cycles(batched: bool) {
     assert!(uploads_seen > 0, "no file ever survived a cycle");
     // A final clean open and gc (which removes the chunk records of uploads killed before
     // their commit): the figures reported by the API equal the recount.
-    let recount = faulty_io::assert_index_consistent(&dir);
+    let recount = common::faulty_io::assert_index_consistent(&dir);
     let store = Store::open(options(&dir, ReadMode::Mmap, batched)).expect("final open");
     store.gc(&mut |_| {}).expect("final gc");
     let stats = store.stats().expect("stats");

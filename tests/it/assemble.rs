@@ -3,13 +3,10 @@
 use std::io::{Cursor, Write};
 use std::time::Duration;
 
+use crate::common::sha1;
 use relstore::{
     AssembleOutcome, AssembleRequest, Failure, ListQuery, ReleaseScope, Sha1, Store, StoreOptions,
 };
-
-fn sha1(b: &[u8]) -> Sha1 {
-    Sha1::of(b)
-}
 
 fn js(n: usize, seed: u32) -> Vec<u8> {
     (0..n)

@@ -7,7 +7,7 @@
 //! bytes) while every other file reads back exactly. Torn-tail cases append partial records,
 //! garbage or zeros to the active segment, or cut it inside a record, and check what open keeps.
 
-use crate::common::faulty_io;
+use crate::common::{faulty_io, scope, small_chunk_options};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -16,22 +16,12 @@ use relstore::__private::Index;
 use relstore::__private::SEGMENT_HEADER_LEN;
 use relstore::__private::{encode_record, HEADER_LEN};
 use relstore::__private::{scan_slice, ScannedRecord};
-use relstore::{ChunkId, ChunkingParams, ReadMode, ReleaseScope, Store, StoreOptions};
+use relstore::{ChunkId, ReadMode, Store, StoreOptions};
 use relstore_testkit::random_bytes;
 
-fn scope() -> ReleaseScope {
-    ReleaseScope::project("acme", "web", "1.0")
-}
-
 fn options(dir: &Path, mode: ReadMode) -> StoreOptions {
-    StoreOptions::new(dir)
-        .chunking(ChunkingParams {
-            min: 1024,
-            avg: 4096,
-            max: 16384,
-        })
+    small_chunk_options(dir)
         .segment_max_bytes(64 << 10)
-        .cache_bytes(4 << 20)
         .read_mode(mode)
 }
 

@@ -8,7 +8,7 @@
 //! acknowledged state, with consistent refcounts and counters. A large upload's syncs ahead (made
 //! while it streams) fail the same way.
 
-use crate::common::faulty_io;
+use crate::common::{faulty_io, scope, small_chunk_options};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,23 +17,12 @@ use std::sync::Arc;
 use crate::common::faulty_io::{FaultKind, FaultyIo, EIO, ENOSPC};
 use relstore::__private::scan_slice;
 use relstore::__private::SEGMENT_HEADER_LEN;
-use relstore::{ChunkingParams, Error, ListQuery, ReadMode, ReleaseScope, Store, StoreOptions};
+use relstore::{Error, ListQuery, ReadMode, Store, StoreOptions};
 use relstore_testkit::random_bytes;
 
-fn scope() -> ReleaseScope {
-    ReleaseScope::project("acme", "web", "1.0")
-}
-
 fn options(dir: &Path) -> StoreOptions {
-    StoreOptions::new(dir)
-        .chunking(ChunkingParams {
-            min: 1024,
-            avg: 4096,
-            max: 16384,
-        })
-        // Small segments: the scenario rolls to new segments several times.
-        .segment_max_bytes(48 << 10)
-        .cache_bytes(4 << 20)
+    // Small segments: the scenario rolls to new segments several times.
+    small_chunk_options(dir).segment_max_bytes(48 << 10)
 }
 
 /// Deterministic bytes; `base` picks the stream so that equal bases share chunks.

@@ -7,8 +7,8 @@
 
 use crate::common;
 
-use crate::common::{js_like, options, put, read_all};
-use relstore::{Error, ReleaseScope, Store, UploadTarget};
+use crate::common::{js_like, options, put, read_all, scope};
+use relstore::{Error, Store, UploadTarget};
 use relstore_testkit::random_bytes;
 
 const MIB: usize = 1 << 20;
@@ -20,10 +20,6 @@ fn store(dir: &std::path::Path) -> Store {
     let store = Store::open(options(dir).max_upload_bytes(32 << 20)).unwrap();
     store.create_release("acme", "1.0", &["web"]).unwrap();
     store
-}
-
-fn scope() -> ReleaseScope {
-    ReleaseScope::project("acme", "web", "1.0")
 }
 
 /// Content refcounts equal a recount, every live chunk has its record, verify finds no fault

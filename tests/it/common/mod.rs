@@ -8,7 +8,7 @@ pub mod faulty_io;
 use std::collections::HashMap;
 use std::io::Read;
 
-use relstore::{ChunkId, ChunkingParams, FileKey, FileRecord, Store, StoreOptions};
+use relstore::{ChunkId, ChunkingParams, FileKey, FileRecord, ReleaseScope, Store, StoreOptions};
 
 pub use relstore_testkit::Rng;
 
@@ -97,6 +97,21 @@ pub fn js_like(seed: u64, len: usize) -> Vec<u8> {
 /// Options for a test store at `dir`: a small sled cache so many stores fit in memory at once.
 pub fn options(dir: &std::path::Path) -> StoreOptions {
     StoreOptions::new(dir).cache_bytes(4 << 20)
+}
+
+/// [`options`] with small chunks (1, 4 and 16 KiB): many chunk records, and chunks shared
+/// between contents, per megabyte written. The durability tests add their own segment sizes.
+pub fn small_chunk_options(dir: &std::path::Path) -> StoreOptions {
+    options(dir).chunking(ChunkingParams {
+        min: 1024,
+        avg: 4096,
+        max: 16384,
+    })
+}
+
+/// The one release scope most tests write to: project `web` of `acme`, release `1.0`.
+pub fn scope() -> ReleaseScope {
+    ReleaseScope::project("acme", "web", "1.0")
 }
 
 /// Lengths of the chunks FastCDC cuts `data` into with `params`: the tests' expectation of what
