@@ -157,7 +157,7 @@ pub fn ingest(
     ingest_or_known(reader, params, limit, &mut |_| Ok(None), on_chunk)
 }
 
-/// Like [`ingest`], with a shortcut for small uploads that are already stored: when the whole
+/// Like `ingest` (tests and benches), with a shortcut for small uploads that are already stored: when the whole
 /// upload fits one block, its BLAKE3 is computed first and `known` asked for it; an answer is
 /// returned as it is, without chunking, per-chunk hashing, SHA-1 or `on_chunk` calls. Re-uploads
 /// of unchanged files (every release re-sends most of them) then cost one hash and a lookup.

@@ -18,7 +18,7 @@ use crate::store::Store;
 
 pub use crate::bundle::{parse_manifest, Bundle, BundleLimits};
 pub use crate::chunking::{ingest, ChunkMeta, Ingested};
-pub use crate::index::codec::{decode, encode, Record, CODEC_VERSION};
+pub use crate::index::codec::{decode, encode, Stored, CODEC_VERSION};
 pub use crate::index::records::*;
 pub use crate::index::tables::ALL as TABLES;
 pub use crate::index::{Index, IndexWriter};

@@ -3,12 +3,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relstore::__private::{decode, encode, Record};
+use relstore::__private::{decode, encode, Stored};
 use relstore::__private::{
     BundleEntryRec, BundleRec, ChunkRec, ChunkRef, ContentRec, Counters, FileRec, FileRow,
     FormatRec, PieceRec, ProjectRec, ReleaseRec, StoredFileKey, TokenRec,
 };
-fn round_trip<T: Record + PartialEq + std::fmt::Debug>(bytes: &[u8]) {
+fn round_trip<T: Stored + PartialEq + std::fmt::Debug>(bytes: &[u8]) {
     if let Ok(v) = decode::<T>("fuzz", bytes) {
         let again: T = decode("fuzz", &encode(&v)).expect("an encoded record decodes");
         assert_eq!(again, v);

@@ -25,9 +25,9 @@ use crate::error::{Error, Object, Result};
 use crate::id::{ChunkId, ContentId, Sha1};
 use crate::key::FileKey;
 
-/// A type stored as an index record value.
-pub trait Record: Encode + Decode<()> {}
-impl<T: Encode + Decode<()>> Record for T {}
+/// A type stored as an index value (the records of `records.rs`).
+pub trait Stored: Encode + Decode<()> {}
+impl<T: Encode + Decode<()>> Stored for T {}
 
 /// Version byte of every record value written by this build.
 pub const CODEC_VERSION: u8 = 1;
@@ -35,7 +35,7 @@ pub const CODEC_VERSION: u8 = 1;
 const DECODE_LIMIT: usize = 4 << 20;
 
 /// Encodes a record value.
-pub fn encode<T: Record>(value: &T) -> Vec<u8> {
+pub fn encode<T: Stored>(value: &T) -> Vec<u8> {
     let mut out = vec![CODEC_VERSION];
     bincode::encode_into_std_write(value, &mut out, bincode::config::standard())
         .expect("in-memory encoding of plain records cannot fail");
@@ -43,7 +43,7 @@ pub fn encode<T: Record>(value: &T) -> Vec<u8> {
 }
 
 /// Decodes a record value of type `T`, naming `what` in errors.
-pub fn decode<T: Record>(what: &'static str, bytes: &[u8]) -> Result<T> {
+pub fn decode<T: Stored>(what: &'static str, bytes: &[u8]) -> Result<T> {
     let (&version, body) = bytes
         .split_first()
         .ok_or_else(|| Error::corrupt(Object::Index(what), "empty record"))?;
@@ -173,7 +173,7 @@ mod tests {
     }
 
     fn same<
-        T: Record + serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+        T: Stored + serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
     >(
         v: T,
     ) {

@@ -15,7 +15,7 @@ use crate::segment::Location;
 /// values over ~128 KiB to side files it does not sync).
 pub const CHUNKS_PER_PAGE: usize = 1024;
 
-/// A release file, as the `files` table holds it under its key (inside a [`super::FileRow`]).
+/// A release file, as the `files` table holds it under its key (inside a [`FileRow`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRec {
     /// The file's key (so an id resolves to its release and name).

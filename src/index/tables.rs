@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::IVec;
 
-use super::codec::{self, Record};
+use super::codec::{self, Stored};
 use super::records::*;
 use crate::error::{Error, Result};
 use crate::id::{ContentId, Sha1};
@@ -20,7 +20,7 @@ pub(crate) trait Value: Sized + 'static {
     fn from_bytes(what: &'static str, bytes: &[u8]) -> Result<Self>;
 }
 
-impl<T: Record + 'static> Value for T {
+impl<T: Stored + 'static> Value for T {
     fn to_bytes(&self) -> Vec<u8> {
         codec::encode(self)
     }

@@ -5,7 +5,7 @@
 //! is full, and reads records back through a memory map (sealed segments) or positional reads
 //! (the active segment, or every segment in [`ReadMode::Pread`]). It never decides what is live:
 //! that is the index's job; it only stores and returns checked bytes. The byte layout is in
-//! [`format`] and `docs/format.md`.
+//! [`mod@format`] and `docs/format.md`.
 
 pub mod format;
 pub mod io;
