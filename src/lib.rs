@@ -3,8 +3,9 @@
 //! Build pipelines upload the same minified JavaScript, source maps and debug files release after
 //! release, each differing from the last by a banner or a build stamp. relstore stores every
 //! distinct content once, and below that every distinct content-defined chunk once (FastCDC,
-//! 4 KiB average by default), indexes files by `(org, project, release, dist, name)` in sled with one
-//! transaction per operation, and acknowledges a write only once it would survive a crash.
+//! 4 KiB average by default), indexes files by `(org, project, release, dist, name)` in sled
+//! with one transaction per operation, and acknowledges a write only once it would survive a
+//! crash.
 //! SHA-1 is the public checksum; BLAKE3 is the identity, so SHA-1 collisions never mix two files.
 //!
 //! ```
@@ -18,6 +19,7 @@
 //! let key = scope.file("~/static/app.js", None);
 //! let headers = vec![("Content-Type".to_string(), "text/javascript".to_string())];
 //! let file = store.upload(&key, &headers, &mut &b"console.log('hi')"[..], false)?;
+//! assert_eq!(file.sha1_hex().len(), 40);
 //! assert_eq!(file.sha1, relstore::Sha1::of(b"console.log('hi')"));
 //! assert_eq!(store.read(&key)?, b"console.log('hi')");
 //! let page = store.list_files(&scope, &ListQuery { limit: 100, ..Default::default() })?;
