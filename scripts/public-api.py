@@ -117,8 +117,9 @@ def main():
     with open(out, "w") as f:
         for kind, path in listing:
             f.write(f"{kind:<12} {path}\n")
-    top = [p for k, p in listing if p.count("::") == 1]
-    print(f"public API: {len(listing)} items, {len(top)} at the root (listing in {out})")
+    top = [p for k, p in listing if k != "impl" and p.count("::") == 1]
+    print(f"public API: {len(listing)} items, {len(top)} of them at the root, the rest their "
+          f"members and trait impls (listing in {out})")
     modules = [p for k, p in listing if k == "module"]
     if modules:
         print("public modules (the API is the root's re-exports only):", ", ".join(modules))
