@@ -220,6 +220,16 @@ pub(crate) async fn read(packs: &Packs) -> Result<Option<(LeaseRecord, String)>>
         }
     };
     let e_tag = got.meta.e_tag.clone().unwrap_or_default();
+    // The length is known from the headers: a huge object is refused without reading it.
+    if got.meta.size > MAX_LEASE_BYTES as u64 {
+        return Err(Error::Corrupt {
+            key: packs.layout.display(&key),
+            detail: format!(
+                "{} bytes; a lease is at most {MAX_LEASE_BYTES}",
+                got.meta.size
+            ),
+        });
+    }
     let bytes = got.bytes().await.map_err(|source| Error::Store {
         op: "read lease",
         key: packs.layout.display(&key),
@@ -559,6 +569,14 @@ mod tests {
         );
         assert!(LeaseRecord::parse(b"{").is_err());
         assert!(LeaseRecord::parse(&vec![b' '; MAX_LEASE_BYTES + 1]).is_err());
+    }
+
+    proptest::proptest! {
+        // Lease objects come from the bucket: arbitrary bytes must parse or fail, never panic.
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = LeaseRecord::parse(&bytes);
+        }
     }
 
     #[test]

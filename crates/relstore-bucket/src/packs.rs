@@ -328,7 +328,8 @@ impl Packs {
     }
 
     /// The bytes of `ranges` of pack `seq`'s payload, in the order asked, fetched with one ranged
-    /// GET per run of overlapping or adjacent ranges (at most `read_concurrency` at once).
+    /// GET per run of overlapping or adjacent ranges (at most `read_concurrency` at once). Holds
+    /// the runs in memory: callers ask for bounded runs (the engine reads at most a few MiB).
     /// Checking the bytes is the caller's: a ranged read cannot be held to the whole pack's hash.
     pub(crate) async fn read_ranges(&self, seq: u64, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
         for r in ranges {
@@ -350,13 +351,14 @@ impl Packs {
             .buffered(self.limits.read_concurrency.max(1))
             .try_collect()
             .await?;
+        // `buffered` keeps the runs in offset order: the run holding a range is the last one
+        // starting at or before it.
         Ok(ranges
             .iter()
             .map(|r| {
-                let (run, bytes) = fetched
-                    .iter()
-                    .find(|(run, _)| run.start <= r.start && r.end <= run.end)
-                    .expect("every range lies in the run made from it");
+                let i = fetched.partition_point(|(run, _)| run.start <= r.start) - 1;
+                let (run, bytes) = &fetched[i];
+                debug_assert!(r.end <= run.end, "every range lies in the run made from it");
                 bytes.slice((r.start - run.start) as usize..(r.end - run.start) as usize)
             })
             .collect())

@@ -26,6 +26,8 @@ const VERSION: u32 = 1;
 /// Staging objects older than this are leftovers of uploads that died (an upload of the largest
 /// pack at 10 MB/s takes under ten minutes).
 const STAGING_MAX_AGE: Duration = Duration::from_secs(3600);
+/// The largest retirement marker read; a real one is about 130 bytes.
+const MAX_MARKER_BYTES: u64 = 64 << 10;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -174,22 +176,22 @@ async fn read_marker(packs: &Packs, key: &object_store::path::Path, seq: u64) ->
         key: packs.layout.display(key),
         detail,
     };
-    let bytes = packs
-        .store
-        .get(key)
-        .await
-        .map_err(|source| Error::Store {
-            op: "read retirement marker",
-            key: packs.layout.display(key),
-            source,
-        })?
-        .bytes()
-        .await
-        .map_err(|source| Error::Store {
-            op: "read retirement marker",
-            key: packs.layout.display(key),
-            source,
-        })?;
+    let got = packs.store.get(key).await.map_err(|source| Error::Store {
+        op: "read retirement marker",
+        key: packs.layout.display(key),
+        source,
+    })?;
+    if got.meta.size > MAX_MARKER_BYTES {
+        return Err(corrupt(format!(
+            "{} bytes; a marker is at most {MAX_MARKER_BYTES}",
+            got.meta.size
+        )));
+    }
+    let bytes = got.bytes().await.map_err(|source| Error::Store {
+        op: "read retirement marker",
+        key: packs.layout.display(key),
+        source,
+    })?;
     let marker: Marker = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
     if marker.format != FORMAT || marker.version != VERSION || marker.seq != seq {
         return Err(corrupt(format!(

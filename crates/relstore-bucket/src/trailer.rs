@@ -311,6 +311,25 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        // The trailer is read from objects anyone with write access to the bucket could have
+        // written: any bytes must decode or fail, never panic, and what decodes re-encodes to
+        // the same bytes.
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            if let Ok(t) = Trailer::decode(&bytes) {
+                proptest::prop_assert_eq!(&t.encode()[..], &bytes[bytes.len() - TRAILER_LEN..]);
+            }
+        }
+
+        #[test]
+        fn every_trailer_round_trips(seq: u64, epoch: u64, len: u64, hash: [u8; 32], kind in 0u8..3) {
+            let mut t = Trailer::pack(seq, epoch, len, hash);
+            t.kind = [SlotKind::Pack, SlotKind::Fence, SlotKind::Tombstone][kind as usize];
+            proptest::prop_assert_eq!(Trailer::decode(&t.encode()), Ok(t));
+        }
+    }
+
     #[test]
     fn fields_are_checked_behind_a_valid_crc() {
         let reencode = |mut b: [u8; TRAILER_LEN]| {
