@@ -6,6 +6,7 @@
 //! PREFIX/packs/{seq:020}.pack          slot `seq`: a pack, a fence or a tombstone; created once
 //! PREFIX/retired/{seq:020}             a retired pack waiting out its grace period (JSON)
 //! PREFIX/staging/{seq:020}-{epoch}-{nonce}   a large pack on its way to its slot (multipart)
+//! PREFIX/probe/{a|b}-{nonce}           scratch objects of the conditional-write check (removed)
 //! ```
 //!
 //! Slot numbers are zero-padded to 20 digits (`u64::MAX` has 20), so the byte order of the keys,
@@ -22,6 +23,7 @@ const PACK_SUFFIX: &str = ".pack";
 const LEASE: &str = "lease";
 const RETIRED: &str = "retired";
 const STAGING: &str = "staging";
+const PROBE: &str = "probe";
 
 /// The names of one prefix's objects, and the `s3://bucket/prefix` string messages show.
 #[derive(Clone, Debug)]
@@ -116,6 +118,11 @@ impl Layout {
             return None;
         }
         digits.parse().ok()
+    }
+
+    /// A scratch object for checking that the server honours conditional writes.
+    pub(crate) fn probe(&self, name: &str, nonce: u64) -> Path {
+        self.join(&format!("{PROBE}/{name}-{nonce:016x}"))
     }
 
     /// The folder of staged multipart uploads.

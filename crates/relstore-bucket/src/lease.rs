@@ -283,7 +283,86 @@ async fn write(packs: &Packs, record: &LeaseRecord, e_tag: Option<&str>) -> Resu
     }
 }
 
-/// Takes the prefix: creates, resumes or takes over the lease, then fences older writers out.
+/// Checks that the server honours the conditional writes fencing rests on: a second
+/// create-if-absent PUT of a key fails, a PUT over a wrong ETag fails, and a second
+/// create-if-absent copy fails. A server that ignored them (an old S3-compatible one, or a proxy
+/// that drops the headers) would let two primaries overwrite each other's packs silently.
+async fn check_conditional_writes(packs: &Packs) -> Result<()> {
+    let nonce = crate::packs::nonce();
+    let (a, b) = (
+        packs.layout.probe("a", nonce),
+        packs.layout.probe("b", nonce),
+    );
+    let outcome = probe(packs, &a, &b).await;
+    // Best effort: a leftover probe object is a few bytes under PREFIX/probe/.
+    let _ = packs.store.delete(&a).await;
+    let _ = packs.store.delete(&b).await;
+    match outcome? {
+        None => Ok(()),
+        Some(what) => Err(Error::Config {
+            detail: format!(
+                "{} does not honour {what}: on such a server two primaries could overwrite each                  other's packs, so relstore will not write to it",
+                packs.layout.location()
+            ),
+        }),
+    }
+}
+
+/// `Some(what was ignored)`, or `None` when every condition held.
+async fn probe(
+    packs: &Packs,
+    a: &object_store::path::Path,
+    b: &object_store::path::Path,
+) -> Result<Option<&'static str>> {
+    let store_err = |op: &'static str, key: &object_store::path::Path| {
+        let key = packs.layout.display(key);
+        move |source| Error::Store { op, key, source }
+    };
+    let create = || PutOptions::from(PutMode::Create);
+    let body = || PutPayload::from(Bytes::from_static(b"relstore conditional-write check"));
+    packs
+        .store
+        .put_opts(a, body(), create())
+        .await
+        .map_err(store_err("check conditional writes", a))?;
+    match packs.store.put_opts(a, body(), create()).await {
+        Err(object_store::Error::AlreadyExists { .. }) => {}
+        Ok(_) => {
+            return Ok(Some(
+                "If-None-Match: * on PUT (a second create-if-absent succeeded)",
+            ))
+        }
+        Err(e) => return Err(store_err("check conditional writes", a)(e)),
+    }
+    let stale = PutMode::Update(UpdateVersion {
+        e_tag: Some("\"relstore-no-such-etag\"".into()),
+        version: None,
+    });
+    match packs.store.put_opts(a, body(), stale.into()).await {
+        Err(object_store::Error::Precondition { .. }) => {}
+        Ok(_) => {
+            return Ok(Some(
+                "If-Match on PUT (a write over a wrong ETag succeeded)",
+            ))
+        }
+        Err(e) => return Err(store_err("check conditional writes", a)(e)),
+    }
+    packs
+        .store
+        .copy_if_not_exists(a, b)
+        .await
+        .map_err(store_err("check conditional copies", b))?;
+    match packs.store.copy_if_not_exists(a, b).await {
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
+        Ok(()) => Ok(Some(
+            "If-None-Match: * on CompleteMultipartUpload (a second create-if-absent copy succeeded)",
+        )),
+        Err(e) => Err(store_err("check conditional copies", b)(e)),
+    }
+}
+
+/// Takes the prefix: checks the server's conditional writes, creates, resumes or takes over the
+/// lease, then fences older writers out.
 pub(crate) async fn acquire(packs: &Packs, opts: &LeaseOptions) -> Result<(LeaseState, Tenure)> {
     if opts.holder.is_empty() {
         return Err(Error::Config {
@@ -298,6 +377,7 @@ pub(crate) async fn acquire(packs: &Packs, opts: &LeaseOptions) -> Result<(Lease
             ),
         });
     }
+    check_conditional_writes(packs).await?;
     let started = Instant::now();
     // The ETag being watched and since when (this process's clock only).
     let mut watching: Option<(String, Instant)> = None;

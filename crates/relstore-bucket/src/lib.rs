@@ -27,7 +27,12 @@
 //!                                       epoch, payload length, BLAKE3 of the payload, CRC32)
 //! PREFIX/retired/{seq:020}              a retired pack waiting out its grace period
 //! PREFIX/staging/{seq:020}-{epoch}-{n}  a large pack on its way to its slot
+//! PREFIX/probe/...                      scratch objects of the conditional-write check
 //! ```
+//!
+//! Before taking the lease, a primary checks that the server honours conditional writes (a
+//! second create-if-absent PUT and copy fail, a PUT over a wrong ETag fails) and refuses one that
+//! does not: on it, nothing below would hold.
 //!
 //! A slot is written once, with `If-None-Match: *` (a small pack: one PUT; a large one: a
 //! multipart upload to `staging/`, then a server-side copy into the slot completed with

@@ -190,6 +190,7 @@ impl RequestCounts {
 pub struct Faults {
     rules: Mutex<Vec<(Rule, u64)>>,
     down: AtomicBool,
+    ignore_conditions: AtomicBool,
     counts: Mutex<RequestCounts>,
 }
 
@@ -210,6 +211,12 @@ impl Faults {
     /// Takes the bucket down (every request fails) or brings it back.
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes the store behave like a server that ignores conditional writes: create-if-absent
+    /// and if-match PUTs and create-if-absent copies overwrite unconditionally.
+    pub fn set_ignore_conditions(&self, ignore: bool) {
+        self.ignore_conditions.store(ignore, Ordering::SeqCst);
     }
 
     /// Requests seen so far (failed ones included: they were sent, as far as the caller knows).
@@ -316,6 +323,10 @@ impl ObjectStore for FaultyStore {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         self.faults.before(Op::Put, location.as_ref()).await?;
+        let mut opts = opts;
+        if self.faults.ignore_conditions.load(Ordering::SeqCst) {
+            opts.mode = object_store::PutMode::Overwrite;
+        }
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -409,6 +420,10 @@ impl ObjectStore for FaultyStore {
         options: CopyOptions,
     ) -> object_store::Result<()> {
         self.faults.before(Op::Copy, to.as_ref()).await?;
+        let mut options = options;
+        if self.faults.ignore_conditions.load(Ordering::SeqCst) {
+            options.mode = object_store::CopyMode::Overwrite;
+        }
         self.inner.copy_opts(from, to, options).await
     }
 }

@@ -223,3 +223,23 @@ fn a_pack_in_flight_at_takeover_that_arrives_first_becomes_history_below_the_fen
         vec![(1, SlotKind::Pack, 1), (2, SlotKind::Fence, 2)]
     );
 }
+
+#[test]
+fn a_server_that_ignores_conditional_writes_is_refused_before_anything_is_written() {
+    let cfg = config("no-conditions");
+    let (bucket, faults) = faulty(&cfg);
+    faults.set_ignore_conditions(true);
+    let err = bucket
+        .acquire(&lease("node-a", Duration::from_secs(30)))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Config { .. }), "{msg}");
+    assert!(msg.contains("If-None-Match: * on PUT"), "{msg}");
+    assert_eq!(bucket.lease().unwrap(), None, "no lease was taken");
+    assert!(bucket.list_after(None, 10).unwrap().is_empty());
+    // The same server honouring them is accepted.
+    faults.set_ignore_conditions(false);
+    bucket
+        .acquire(&lease("node-a", Duration::from_secs(30)))
+        .unwrap();
+}

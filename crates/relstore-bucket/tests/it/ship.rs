@@ -15,6 +15,7 @@ fn shipped_packs_list_in_order_and_read_back_byte_for_byte() {
     let primary = bucket
         .acquire(&lease("node-a", Duration::from_secs(30)))
         .unwrap();
+    faults.reset_counts();
     let tenure = primary.tenure().clone();
     assert_eq!(
         (tenure.epoch, tenure.fence, tenure.bucket_head),
