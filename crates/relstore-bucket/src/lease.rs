@@ -301,7 +301,8 @@ async fn check_conditional_writes(packs: &Packs) -> Result<()> {
         None => Ok(()),
         Some(what) => Err(Error::Config {
             detail: format!(
-                "{} does not honour {what}: on such a server two primaries could overwrite each                  other's packs, so relstore will not write to it",
+                "{} does not honour {what}: on such a server two primaries could overwrite each \
+                 other's packs, so relstore will not write to it",
                 packs.layout.location()
             ),
         }),
