@@ -140,7 +140,9 @@ fn a_pack_in_flight_at_takeover_that_arrives_after_the_fence_is_refused() {
     let (a, fa) = faulty(&cfg);
     let b = Bucket::open(&cfg).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ttl = Duration::from_secs(1);
+    // Long enough that node-a's lease cannot lapse (its renewals fail from now) before its
+    // upload has started, however loaded the machine.
+    let ttl = Duration::from_secs(3);
 
     let old = a.acquire(&lease("node-a", ttl)).unwrap();
     let gate = Gate::new();
@@ -177,7 +179,7 @@ fn a_pack_in_flight_at_takeover_that_arrives_first_becomes_history_below_the_fen
     let (a, fa) = faulty(&cfg);
     let (b, fb) = faulty(&cfg);
     let dir = tempfile::tempdir().unwrap();
-    let ttl = Duration::from_secs(1);
+    let ttl = Duration::from_secs(3);
 
     let old = a.acquire(&lease("node-a", ttl)).unwrap();
     let old_upload = Gate::new();
